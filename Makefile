@@ -1,0 +1,28 @@
+# VibeCode: the two commands a fresh machine needs are `make run` and `make test`.
+.PHONY: run setup test bench lint sandbox-image clean
+
+run: ## Set everything up and serve VibeCode on the embedded defaults
+	@scripts/setup.sh
+	@scripts/serve.sh
+
+setup: ## Install and prepare everything, without serving
+	@scripts/setup.sh --dev
+
+test: ## Set everything up and run the whole suite on PostgreSQL, Redis, Docker and Chromium
+	@scripts/test.sh
+
+bench: ## Run every benchmark, each beside the raw-Docker floor
+	@scripts/setup.sh
+	@.venv/bin/python -m bench.run
+
+lint: ## ruff and mypy
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy .
+
+sandbox-image: ## (Re)build the sandbox image offline
+	@scripts/dockerd.sh
+	@.venv/bin/python manage.py build_sandbox_image --rebuild
+
+clean: ## Remove local state (database, static files, logs); never touches Docker volumes
+	rm -rf var/db.sqlite3 var/staticfiles var/log

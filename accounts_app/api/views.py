@@ -1,0 +1,106 @@
+"""Auth API: JWT login, refresh with rotation, logout (blacklist), registration and ``/api/me``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.serializers import (
+    TokenBlacklistSerializer,
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+)
+
+from accounts_app.api.serializers import (
+    LoginInput,
+    MeOutput,
+    RefreshInput,
+    RegisterInput,
+    TokenPairOutput,
+)
+from accounts_app.services import user_register
+from core_app.api.throttling import ApiRateThrottle, LoginRateThrottle
+
+
+class InvalidRefreshToken(exceptions.AuthenticationFailed):
+    default_detail = "The refresh token is invalid, expired or already used."
+    default_code = "token_not_valid"
+
+
+def _run_token_serializer(serializer_cls: type, data: dict) -> dict:
+    serializer = serializer_cls(data=data)
+    try:
+        serializer.is_valid(raise_exception=True)
+    except TokenError as exc:
+        raise InvalidRefreshToken() from exc
+    return serializer.validated_data
+
+
+class PublicAuthView(APIView):
+    """An endpoint that takes credentials in its body rather than a header.
+
+    It still answers 401 (not 403) to bad credentials, with a ``WWW-Authenticate`` challenge.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class LoginView(PublicAuthView):
+    throttle_classes = [LoginRateThrottle, ApiRateThrottle]
+
+    @extend_schema(request=LoginInput, responses=TokenPairOutput, auth=[])
+    def post(self, request: Request) -> Response:
+        LoginInput(data=request.data).is_valid(raise_exception=True)
+        tokens = _run_token_serializer(TokenObtainPairSerializer, request.data)
+        return Response(TokenPairOutput(tokens).data)
+
+
+class RefreshView(PublicAuthView):
+    @extend_schema(request=RefreshInput, responses=TokenPairOutput, auth=[])
+    def post(self, request: Request) -> Response:
+        data = RefreshInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        tokens = _run_token_serializer(TokenRefreshSerializer, data.validated_data)
+        return Response(TokenPairOutput(tokens).data)
+
+
+class LogoutView(PublicAuthView):
+    @extend_schema(request=RefreshInput, responses={204: None}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = RefreshInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        _run_token_serializer(TokenBlacklistSerializer, data.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RegisterView(PublicAuthView):
+    @extend_schema(request=RegisterInput, responses={201: MeOutput}, auth=[])
+    def post(self, request: Request) -> Response:
+        if not settings.VIBECODE_ALLOW_SIGNUP:
+            raise exceptions.PermissionDenied(
+                "Sign-up is closed on this server. Ask an administrator for an account.",
+                code="signup_disabled",
+            )
+        data = RegisterInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user = user_register(**data.validated_data)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({"password": exc.messages}) from exc
+        return Response(MeOutput(user).data, status=status.HTTP_201_CREATED)
+
+
+class MeView(APIView):
+    @extend_schema(responses=MeOutput)
+    def get(self, request: Request) -> Response:
+        return Response(MeOutput(request.user).data)

@@ -1,0 +1,69 @@
+"""Rate limits: django-ratelimit counts, DRF's throttle hook refuses with 429 and Retry-After.
+
+Each throttle names a django-ratelimit group, a rate setting and a key. Counting happens in the
+configured cache (Redis when ``REDIS_URL`` is set), so limits hold across daphne processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django_ratelimit.core import get_usage
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from core_app.metrics import RATE_LIMIT_REFUSALS
+from core_app.net import client_ip
+
+
+def user_or_ip(request: Request) -> str:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return f"ip:{client_ip(request)}"
+
+
+class RatelimitThrottle(BaseThrottle):
+    group: str = "api"
+    rate_setting: str = "VIBECODE_RATE_API"
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def key(self, request: Request) -> str:
+        return user_or_ip(request)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        usage = get_usage(
+            request,
+            group=self.group,
+            key=lambda _group, _request: self.key(request),
+            rate=getattr(settings, self.rate_setting),
+            increment=True,
+        )
+        if usage is None or not usage["should_limit"]:
+            return True
+        self._wait = float(usage["time_left"])
+        RATE_LIMIT_REFUSALS.labels(group=self.group).inc()
+        return False
+
+    def wait(self) -> float | None:
+        return self._wait
+
+
+class ApiRateThrottle(RatelimitThrottle):
+    """The general API limit (``VIBECODE_RATE_API``, 100/minute), per user or anonymous IP."""
+
+
+class LoginRateThrottle(RatelimitThrottle):
+    """Login attempts per client IP and username together (``VIBECODE_RATE_LOGIN``)."""
+
+    group = "login"
+    rate_setting = "VIBECODE_RATE_LOGIN"
+
+    def key(self, request: Request) -> str:
+        username = ""
+        if isinstance(request.data, dict):
+            username = str(request.data.get("username", ""))[:150].lower()
+        return f"{client_ip(request)}:{username}"

@@ -1,0 +1,9 @@
+"""Prometheus metrics, defined once here and incremented where things happen."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+RATE_LIMIT_REFUSALS = Counter(
+    "vibecode_rate_limit_refusals_total", "Requests refused by a rate limit.", ["group"]
+)

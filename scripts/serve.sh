@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Serve VibeCode with daphne on VIBECODE_HOST:VIBECODE_PORT (default 127.0.0.1:8000).
+# Run scripts/setup.sh first (make run does both).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+HOST="${VIBECODE_HOST:-127.0.0.1}"
+PORT="${VIBECODE_PORT:-8000}"
+
+"$PY" manage.py migrate --noinput -v0
+"$PY" manage.py ensure_admin
+if "$PY" manage.py help reconcile_sessions >/dev/null 2>&1; then
+  "$PY" manage.py reconcile_sessions || log "reconcile_sessions failed; see the message above"
+fi
+
+shown_host="$HOST"
+[ "$HOST" = "0.0.0.0" ] && shown_host="127.0.0.1"
+log "VibeCode is starting at http://$shown_host:$PORT/"
+log "Sign in with the staff user printed above (created on the first run only),"
+log "or create more users at http://$shown_host:$PORT/admin/ . Stop with Ctrl-C."
+# No --access-log: access lines would carry query strings, where terminal tickets travel.
+exec "$VENV/bin/daphne" -b "$HOST" -p "$PORT" vibecode_project.asgi:application

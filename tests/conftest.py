@@ -1,0 +1,152 @@
+"""Shared fixtures: named users (alice owns, bob is another user, staff), API clients, a live
+daphne server on the test database, and Playwright driving Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+# Playwright's sync API keeps an event loop running in the main thread once a browser test has
+# started; Django would then refuse the ORM calls of every later test in this process.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Rate-limit counters live in the cache (Redis under make test); start each test clean."""
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def alice(db):
+    return get_user_model().objects.create_user("alice", "alice@example.com", PASSWORD)
+
+
+@pytest.fixture
+def bob(db):
+    return get_user_model().objects.create_user("bob", "bob@example.com", PASSWORD)
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user("staff", "staff@example.com", PASSWORD, is_staff=True)
+
+
+def bearer(user) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {RefreshToken.for_user(user).access_token}"}
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def alice_api(alice) -> APIClient:
+    client = APIClient()
+    client.credentials(**bearer(alice))
+    return client
+
+
+@pytest.fixture
+def bob_api(bob) -> APIClient:
+    client = APIClient()
+    client.credentials(**bearer(bob))
+    return client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered {url} within {timeout:.0f} s")
+
+
+class Daphne:
+    """A daphne process serving this checkout, for tests of the real wire."""
+
+    def __init__(self, env: dict[str, str], *, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "vibecode_project.asgi:application"],
+            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_for_http(self.url + "/health", process=self.process)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    if connection.vendor != "postgresql":
+        pytest.fail("live-server tests need PostgreSQL: run them through `make test`")
+    return (
+        f"postgresql://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/"
+        f"{settings_dict['NAME']}"
+    )
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Daphne]:
+    """One daphne for the session, on the test database (tests use ``transactional_db``)."""
+    with django_db_blocker.unblock():
+        env = {**os.environ, "DATABASE_URL": _test_database_url()}
+    server = Daphne(env, log_path=tmp_path_factory.mktemp("daphne") / "daphne.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict:
+    """Playwright drives Debian's Chromium; `playwright install` is never run."""
+    return {
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        ],
+    }

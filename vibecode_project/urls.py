@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core_app import views as core_views
+from sessions_app import views as session_views
+
+api_patterns = [
+    path("", include("accounts_app.api.urls")),
+    path("health", core_views.health, name="api-health"),
+    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("api/", include(api_patterns)),
+    # Anything else under /api/ answers the JSON error shape, even with DEBUG on.
+    re_path(r"^api/", core_views.api_not_found),
+    path("health", core_views.health, name="health"),
+    path("admin/", admin.site.urls),
+    path("", include("accounts_app.urls")),
+    path("", session_views.dashboard, name="dashboard"),
+]
+
+handler500 = "core_app.views.server_error"
