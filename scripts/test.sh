@@ -22,6 +22,7 @@ if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
   [ -n "$given_redis" ] && export REDIS_URL="$given_redis"
 fi
 
+export VIBECODE_INSTANCE=test
 log "running the test suite (PostgreSQL, Redis, Docker, Chromium)"
 set +e
 "$PY" -m pytest "$@"

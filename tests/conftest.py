@@ -21,6 +21,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 # Playwright's sync API keeps an event loop running in the main thread once a browser test has
 # started; Django would then refuse the ORM calls of every later test in this process.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Every sandbox the suite makes carries vibecode.instance=test, so that cleanup by label never
+# touches a real installation's sandboxes on the same engine (scripts/test.sh sets it too).
+os.environ.setdefault("VIBECODE_INSTANCE", "test")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -47,6 +50,37 @@ def bob(db):
 @pytest.fixture
 def staff(db):
     return get_user_model().objects.create_user("staff", "staff@example.com", PASSWORD, is_staff=True)
+
+
+def remove_test_sandboxes() -> None:
+    """Remove every container and volume this test instance made, by label."""
+    import docker
+    from django.conf import settings
+
+    client = docker.DockerClient(base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION)
+    label = f"vibecode.instance={settings.VIBECODE_INSTANCE}"
+    assert settings.VIBECODE_INSTANCE.startswith("test"), "refusing to clean a non-test instance"
+    for container in client.api.containers(all=True, filters={"label": label}):
+        client.api.remove_container(container["Id"], force=True)
+    for volume in client.api.volumes(filters={"label": label}).get("Volumes") or []:
+        client.api.remove_volume(volume["Name"], force=True)
+    client.close()
+
+
+@pytest.fixture
+def sandboxes() -> Iterator[None]:
+    """For real-engine tests: whatever sandboxes the test made are gone afterwards."""
+    yield
+    remove_test_sandboxes()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_sandboxes_left_behind() -> Iterator[None]:
+    yield
+    try:
+        remove_test_sandboxes()
+    except Exception as exc:  # the engine may be the thing a test broke; say so, don't hide it
+        print(f"could not remove test sandboxes: {exc}")
 
 
 def bearer(user) -> dict[str, str]:
@@ -100,9 +134,20 @@ class Daphne:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "vibecode_project.asgi:application"],
-            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "vibecode_project.asgi:application",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         wait_for_http(self.url + "/health", process=self.process)
 
@@ -146,7 +191,13 @@ def browser_type_launch_args() -> dict:
     return {
         "executable_path": "/usr/bin/chromium",
         "args": [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
         ],
     }

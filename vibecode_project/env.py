@@ -59,8 +59,9 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list; unset or empty means the default (as a copied .env leaves it)."""
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or not raw.strip():
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
 

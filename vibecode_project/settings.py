@@ -233,6 +233,35 @@ DOCKER_TIMEOUT_SECONDS = env_float("DOCKER_TIMEOUT_SECONDS", 30.0, minimum=1.0)
 DOCKER_API_VERSION = env_str("DOCKER_API_VERSION", "1.41")
 VIBECODE_RUNTIME_BACKEND = env_choice("VIBECODE_RUNTIME_BACKEND", "docker", {"docker"})
 
+# --- Sandboxes (one container per session) -----------------------------------------------------
+
+# Containers and volumes carry vibecode.instance=<this>, so that two installations (or a test run
+# beside a real one) sharing a Docker engine never reconcile or clean up each other's sandboxes.
+VIBECODE_INSTANCE = env_str("VIBECODE_INSTANCE", "default")
+VIBECODE_SANDBOX_IMAGE = env_str("VIBECODE_SANDBOX_IMAGE", "vibecode-sandbox:latest")
+VIBECODE_SANDBOX_RUNTIME = env_choice("VIBECODE_SANDBOX_RUNTIME", "runc", {"runc", "runsc"})
+VIBECODE_SANDBOX_NETWORK = env_str("VIBECODE_SANDBOX_NETWORK", "none")
+VIBECODE_SANDBOX_USER = env_str("VIBECODE_SANDBOX_USER", "1000:1000")
+VIBECODE_SANDBOX_READ_ONLY_ROOT = env_bool("VIBECODE_SANDBOX_READ_ONLY_ROOT", True)
+VIBECODE_SANDBOX_DROP_CAPABILITIES = env_bool("VIBECODE_SANDBOX_DROP_CAPABILITIES", True)
+VIBECODE_SANDBOX_TMP_SIZE_MB = env_int("VIBECODE_SANDBOX_TMP_SIZE_MB", 512, minimum=16)
+VIBECODE_SANDBOX_NOFILE = env_int("VIBECODE_SANDBOX_NOFILE", 4096, minimum=64)
+VIBECODE_SANDBOX_LOG_MAX_SIZE = env_str("VIBECODE_SANDBOX_LOG_MAX_SIZE", "10m")
+VIBECODE_SANDBOX_STOP_TIMEOUT_SECONDS = env_int("VIBECODE_SANDBOX_STOP_TIMEOUT_SECONDS", 3, minimum=0)
+
+# Default limits and quotas; staff override them per user in the admin (Quota).
+VIBECODE_SANDBOX_MEMORY_MB = env_int("VIBECODE_SANDBOX_MEMORY_MB", 2048, minimum=64)
+VIBECODE_SANDBOX_CPUS = env_float("VIBECODE_SANDBOX_CPUS", 1.5, minimum=0.1)
+VIBECODE_SANDBOX_PIDS = env_int("VIBECODE_SANDBOX_PIDS", 512, minimum=16)
+VIBECODE_MAX_SESSIONS = env_int("VIBECODE_MAX_SESSIONS", 5, minimum=0)
+VIBECODE_MAX_RUNNING = env_int("VIBECODE_MAX_RUNNING", 2, minimum=0)
+VIBECODE_IDLE_TIMEOUT_MINUTES = env_int("VIBECODE_IDLE_TIMEOUT_MINUTES", 120, minimum=1)
+
+# Non-interactive exec.
+VIBECODE_EXEC_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_TIMEOUT_SECONDS", 30, minimum=1)
+VIBECODE_EXEC_MAX_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_MAX_TIMEOUT_SECONDS", 300, minimum=1)
+VIBECODE_EXEC_OUTPUT_LIMIT_BYTES = env_int("VIBECODE_EXEC_OUTPUT_LIMIT_BYTES", 1024 * 1024, minimum=1024)
+
 # --- Static files, i18n ------------------------------------------------------------------------
 
 STATIC_URL = "/static/"

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -55,6 +55,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("database unavailable: %s", exc.__class__.__name__)
         exc = DatabaseUnavailable()
+    elif isinstance(exc, DataError):
+        # Input the database cannot store (a NUL byte, an out-of-range number): the client's fault.
+        exc = exceptions.ValidationError("The request contains a value that cannot be stored.")
     elif isinstance(exc, DatabaseError):
         return None  # a real bug: let the middleware log it and answer a JSON 500
 

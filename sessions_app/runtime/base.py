@@ -1,16 +1,179 @@
-"""The runtime interface, modelled on JupyterHub's Spawner.
+"""The sandbox runtime interface, modelled on JupyterHub's Spawner.
 
-A runtime owns the life of sandboxes. The database keeps only what a runtime returns (object id,
-object name, volume name); the runtime never re-derives a live object's name from a template.
-Every method is synchronous and may block: async callers wrap them in ``sync_to_async``.
+A runtime owns the life of sandboxes: a container (or pod) plus a workspace volume. Its contract:
+
+* The database keeps only what a runtime returns in :class:`SandboxRef` (object id, object name,
+  volume name). Callers pass that ref back; the runtime never re-derives a live object's name.
+* Every method is idempotent. Asking to stop, start or remove something already in that state, or
+  already gone, is not an error (Docker's 404/409 mean "already done"). Methods that need the
+  object to exist raise :class:`SandboxNotFound` when it does not.
+* Every method is synchronous and may block on I/O. Async callers wrap them in ``sync_to_async``;
+  nothing here may run on the ASGI event loop.
+* An engine that does not answer raises :class:`RuntimeUnavailable` (HTTP 503).
+* Only :meth:`remove` with ``volume=True`` ever deletes a workspace volume.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything needed to make a sandbox, independent of the backend."""
+
+    name: str
+    volume_name: str
+    image: str
+    labels: Mapping[str, str]
+    memory_mb: int
+    cpus: float
+    pids: int
+    runtime: str = "runc"
+    network: str = "none"
+    user: str = "1000:1000"
+    read_only_root: bool = True
+    drop_capabilities: bool = True
+    tmp_size_mb: int = 512
+    nofile: int = 4096
+    log_max_size: str = "10m"
+    workdir: str = "/workspace"
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SandboxRef:
+    object_id: str
+    object_name: str
+    volume_name: str
+
+
+class SandboxState(enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"  # exists, not running (created, exited, paused)
+    MISSING = "missing"  # no such container
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    state: SandboxState
+    volume_exists: bool
+    oom_killed: bool = False
+    exit_code: int | None = None
+    object_id: str = ""
+
+
+@dataclass(frozen=True)
+class SandboxStats:
+    cpu_percent: float
+    memory_bytes: int
+    memory_limit_bytes: int
+    pids: int
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    duration_ms: int
+    timed_out: bool
+    truncated: bool
+    oom_killed: bool
+    max_rss_kb: int | None
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """A sandbox found on the engine by its labels (for reconciliation and cleanup)."""
+
+    object_id: str
+    object_name: str
+    labels: Mapping[str, str]
+    running: bool
+
+
+class Tty(abc.ABC):
+    """An interactive TTY exec: a raw byte socket plus resize and close."""
+
+    sock: socket.socket
+
+    @abc.abstractmethod
+    def resize(self, *, cols: int, rows: int) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the socket; the process behind it gets a hangup. Idempotent."""
 
 
 class SandboxRuntime(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> str:
-        """Return a one-line description of the engine, or raise ``RuntimeUnavailable``."""
+        """A one-line description of the engine, or raise ``RuntimeUnavailable``."""
+
+    @abc.abstractmethod
+    def create(self, spec: SandboxSpec) -> SandboxRef:
+        """Create the volume (kept if it exists), then the container, start it and wait until it
+        accepts exec. A container that already exists under ``spec.name`` with the same labels is
+        adopted (and started) rather than duplicated. On failure, the container made by this
+        call is removed; the volume is always kept."""
+
+    @abc.abstractmethod
+    def start(self, ref: SandboxRef) -> None:
+        """Start a stopped sandbox and wait until it accepts exec. Running already: no-op.
+        Raises ``SandboxNotFound`` when the container is gone."""
+
+    @abc.abstractmethod
+    def stop(self, ref: SandboxRef) -> None:
+        """Stop the container, keeping it and its volume. Stopped or gone already: no-op."""
+
+    @abc.abstractmethod
+    def status(self, ref: SandboxRef) -> SandboxStatus:
+        """The container's state and whether its volume exists. Never raises for a missing
+        container: that is ``SandboxState.MISSING``."""
+
+    @abc.abstractmethod
+    def exec(
+        self,
+        ref: SandboxRef,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        output_limit: int,
+        cwd: str = "/workspace",
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` (no shell) as the sandbox user. On timeout the whole process tree is
+        killed. Each output stream keeps at most ``output_limit`` bytes (``truncated`` says so).
+        ``oom_killed`` reports a kill by the memory limit. Raises ``SandboxNotRunning``."""
+
+    @abc.abstractmethod
+    def open_tty(
+        self,
+        ref: SandboxRef,
+        argv: Sequence[str],
+        *,
+        cols: int,
+        rows: int,
+        env: Mapping[str, str] | None = None,
+    ) -> Tty:
+        """Start ``argv`` on a new TTY and return its socket. Raises ``SandboxNotRunning``."""
+
+    @abc.abstractmethod
+    def stats(self, ref: SandboxRef) -> SandboxStats:
+        """CPU (percent of one core, since the previous call), memory and PIDs of a running
+        sandbox. Raises ``SandboxNotRunning``."""
+
+    @abc.abstractmethod
+    def remove(self, ref: SandboxRef, *, volume: bool) -> None:
+        """Remove the container (force). With ``volume=True`` also the workspace volume: the only
+        path that deletes user data, used by explicit deletes only. Already gone: no-op."""
+
+    @abc.abstractmethod
+    def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
+        """Every container, running or not, carrying all of ``labels``."""

@@ -1,14 +1,44 @@
-"""The Docker backend of the sandbox runtime, over the Docker API socket only."""
+"""The Docker backend of the sandbox runtime, over the Docker API socket only.
+
+No code here connects to a container's IP: exec, files and TTYs all travel through the engine's
+API. Docker's 404 and 409 on stop/remove mean "already done" (see the contract in ``base.py``).
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import logging
+import socket
+import struct
 import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import docker
+import requests
 from django.conf import settings
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from sessions_app.runtime.base import SandboxRuntime
-from sessions_app.runtime.errors import RuntimeUnavailable
+from sessions_app.runtime.base import (
+    ExecResult,
+    SandboxInfo,
+    SandboxRef,
+    SandboxRuntime,
+    SandboxSpec,
+    SandboxState,
+    SandboxStats,
+    SandboxStatus,
+    Tty,
+)
+from sessions_app.runtime.errors import RuntimeFailure, RuntimeUnavailable, SandboxNotFound, SandboxNotRunning
+
+logger = logging.getLogger(__name__)
+
+EXEC_WRAPPER = (Path(__file__).with_name("exec_wrapper.py")).read_text()
 
 _client_lock = threading.Lock()
 _client: docker.DockerClient | None = None
@@ -28,13 +58,363 @@ def docker_client() -> docker.DockerClient:
         return _client
 
 
+@contextlib.contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """Turn transport failures into ``RuntimeUnavailable`` and engine refusals into
+    ``RuntimeFailure``. ``NotFound`` passes through for the caller to interpret."""
+    try:
+        yield
+    except NotFound:
+        raise
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
+        logger.warning("docker unreachable during %s: %s", what, type(exc).__name__)
+        raise RuntimeUnavailable() from exc
+    except APIError as exc:
+        logger.warning("docker refused %s: %s", what, exc.explanation or exc)
+        raise RuntimeFailure(f"The container engine refused to {what}: {exc.explanation or exc}") from exc
+    except DockerException as exc:
+        logger.warning("docker error during %s: %s", what, exc)
+        raise RuntimeUnavailable() from exc
+
+
+def docker_create_kwargs(spec: SandboxSpec) -> dict[str, Any]:
+    """The ``containers.create`` arguments for a spec. Pure: unit-tested without Docker."""
+    host_config: dict[str, Any] = {
+        "mem_limit": spec.memory_mb * 1024 * 1024,
+        "memswap_limit": spec.memory_mb * 1024 * 1024,  # swap the same: no swap beyond the limit
+        "nano_cpus": int(spec.cpus * 1_000_000_000),
+        "pids_limit": spec.pids,
+        "security_opt": ["no-new-privileges:true"],
+        "network_mode": spec.network,
+        "read_only": spec.read_only_root,
+        "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={spec.tmp_size_mb}m,mode=1777"},
+        "ulimits": [docker.types.Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile)],
+        "log_config": docker.types.LogConfig(
+            type="json-file", config={"max-size": spec.log_max_size, "max-file": "1"}
+        ),
+        "init": True,  # docker-init reaps zombies and forwards SIGTERM: stop takes milliseconds
+        "volumes": {spec.volume_name: {"bind": spec.workdir, "mode": "rw"}},
+    }
+    if spec.drop_capabilities:
+        host_config["cap_drop"] = ["ALL"]
+    if spec.runtime != "runc":
+        host_config["runtime"] = spec.runtime
+    return {
+        "image": spec.image,
+        # HOME lives on the workspace volume; make sure it exists on every start.
+        "command": ["sh", "-c", 'mkdir -p "$HOME" && exec sleep infinity'],
+        "name": spec.name,
+        "hostname": "vibecode",
+        "labels": dict(spec.labels),
+        "user": spec.user,
+        "working_dir": spec.workdir,
+        "environment": dict(spec.env),
+        "detach": True,
+        "stop_signal": "SIGTERM",
+        **host_config,
+    }
+
+
+class DockerTty(Tty):
+    def __init__(self, client: docker.DockerClient, exec_id: str, raw: Any) -> None:
+        self._client = client
+        self.exec_id = exec_id
+        self._raw = raw
+        self.sock = raw._sock
+        self._closed = False
+
+    def resize(self, *, cols: int, rows: int) -> None:
+        with contextlib.suppress(APIError, NotFound):
+            self._client.api.exec_resize(self.exec_id, height=rows, width=cols)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._raw.close()
+
+
+def _read_frames(sock: socket.socket, limit: int) -> tuple[bytes, bytes]:
+    """Read Docker's multiplexed (non-TTY) stream to EOF: 8-byte headers, then payloads."""
+    out = bytearray()
+    err = bytearray()
+    buffer = bytearray()
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while len(buffer) >= 8:
+            stream, size = buffer[0], struct.unpack(">I", buffer[4:8])[0]
+            if len(buffer) < 8 + size:
+                break
+            target = out if stream == 1 else err
+            if len(target) < limit:
+                target += buffer[8 : 8 + size]
+            del buffer[: 8 + size]
+    return bytes(out), bytes(err)
+
+
 class DockerRuntime(SandboxRuntime):
+    def __init__(self) -> None:
+        # Previous (cpu_total, system_total) per container, for CPU percent between two calls.
+        self._cpu_samples: dict[str, tuple[int, int]] = {}
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return docker_client()
+
     def ping(self) -> str:
-        client = docker_client()
-        try:
-            version = client.api.version()
-        except docker.errors.DockerException as exc:
-            raise RuntimeUnavailable() from exc
-        except OSError as exc:  # requests' ConnectionError is an OSError
-            raise RuntimeUnavailable() from exc
+        with engine_errors("answer"):
+            version = self.client.api.version()
         return f"Docker Engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
+
+    # --- life cycle -----------------------------------------------------------------------------
+
+    def create(self, spec: SandboxSpec) -> SandboxRef:
+        api = self.client.api
+        with engine_errors("create the workspace volume"):
+            api.create_volume(name=spec.volume_name, labels=dict(spec.labels))
+        kwargs = docker_create_kwargs(spec)
+        created_here = False
+        with engine_errors("create the container"):
+            try:
+                container = self.client.containers.create(**kwargs)
+                created_here = True
+            except ImageNotFound as exc:
+                raise RuntimeFailure(
+                    f"The sandbox image {spec.image} is missing. An operator can build it with "
+                    "`python manage.py build_sandbox_image`.",
+                    code="image_missing",
+                ) from exc
+            except APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                container = self.client.containers.get(spec.name)
+                if container.labels.get("vibecode.session_id") != spec.labels.get("vibecode.session_id"):
+                    raise
+        ref = SandboxRef(object_id=container.id, object_name=spec.name, volume_name=spec.volume_name)
+        try:
+            self.start(ref)
+        except Exception:
+            if created_here:
+                self.remove(ref, volume=False)
+            raise
+        return ref
+
+    def start(self, ref: SandboxRef) -> None:
+        with engine_errors("start the container"):
+            try:
+                self.client.api.start(ref.object_id)
+            except NotFound as exc:
+                raise SandboxNotFound() from exc
+        self._wait_ready(ref)
+
+    def _wait_ready(self, ref: SandboxRef, *, timeout: float = 15.0) -> None:
+        """A container is ready when an exec runs in it; the first one normally succeeds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with engine_errors("check the container is ready"):
+                try:
+                    exec_id = self.client.api.exec_create(ref.object_id, ["true"])["Id"]
+                    self.client.api.exec_start(exec_id)
+                    return
+                except NotFound as exc:
+                    raise SandboxNotFound() from exc
+                except APIError as exc:
+                    if exc.status_code != 409 or time.monotonic() > deadline:
+                        raise
+            time.sleep(0.02)
+
+    def stop(self, ref: SandboxRef) -> None:
+        with engine_errors("stop the container"):
+            try:
+                self.client.api.stop(ref.object_id, timeout=settings.VIBECODE_SANDBOX_STOP_TIMEOUT_SECONDS)
+            except NotFound:
+                return
+        self._cpu_samples.pop(ref.object_id, None)
+
+    def status(self, ref: SandboxRef) -> SandboxStatus:
+        api = self.client.api
+        with engine_errors("inspect the volume"):
+            try:
+                api.inspect_volume(ref.volume_name)
+                volume_exists = True
+            except NotFound:
+                volume_exists = False
+        with engine_errors("inspect the container"):
+            try:
+                container = api.inspect_container(ref.object_id or ref.object_name)
+            except NotFound:
+                return SandboxStatus(state=SandboxState.MISSING, volume_exists=volume_exists)
+        state = container["State"]
+        return SandboxStatus(
+            object_id=container["Id"],
+            state=SandboxState.RUNNING if state.get("Running") else SandboxState.STOPPED,
+            volume_exists=volume_exists,
+            oom_killed=bool(state.get("OOMKilled")),
+            exit_code=state.get("ExitCode"),
+        )
+
+    def remove(self, ref: SandboxRef, *, volume: bool) -> None:
+        api = self.client.api
+        with engine_errors("remove the container"):
+            for target in filter(None, {ref.object_id, ref.object_name}):
+                try:
+                    api.remove_container(target, force=True)
+                except NotFound:
+                    pass
+                except APIError as exc:
+                    if exc.status_code != 409:  # 409: removal already in progress
+                        raise
+        self._cpu_samples.pop(ref.object_id, None)
+        if volume:
+            with engine_errors("remove the workspace volume"):
+                try:
+                    api.remove_volume(ref.volume_name, force=True)
+                except NotFound:
+                    pass
+
+    def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
+        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        with engine_errors("list containers"):
+            found = self.client.api.containers(all=True, filters=filters)
+        return [
+            SandboxInfo(
+                object_id=item["Id"],
+                object_name=item["Names"][0].lstrip("/") if item.get("Names") else "",
+                labels=item.get("Labels") or {},
+                running=item.get("State") == "running",
+            )
+            for item in found
+        ]
+
+    # --- running things -------------------------------------------------------------------------
+
+    def _exec_create(self, ref: SandboxRef, argv: Sequence[str], **kwargs: Any) -> str:
+        with engine_errors("start a process in the container"):
+            try:
+                return str(self.client.api.exec_create(ref.object_id, list(argv), **kwargs)["Id"])
+            except NotFound as exc:
+                raise SandboxNotRunning() from exc
+            except APIError as exc:
+                if exc.status_code == 409:  # "container is not running" / paused
+                    raise SandboxNotRunning() from exc
+                raise
+
+    def exec(
+        self,
+        ref: SandboxRef,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        output_limit: int,
+        cwd: str = "/workspace",
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        request = json.dumps(
+            {
+                "argv": list(argv),
+                "cwd": cwd,
+                "env": dict(env or {}),
+                "timeout": timeout,
+                "limit": output_limit,
+                "stdin": base64.b64encode(stdin or b"").decode(),
+            }
+        ).encode()
+        exec_id = self._exec_create(ref, ["python3", "-c", EXEC_WRAPPER], stdin=True)
+        with engine_errors("run a process in the container"):
+            raw = self.client.api.exec_start(exec_id, socket=True)
+        sock: socket.socket = raw._sock
+        try:
+            sock.settimeout(timeout + 30)
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            out, err = _read_frames(sock, limit=8 * output_limit + 65536)
+        except OSError as exc:
+            raise RuntimeFailure("Lost the connection to the process in the container.") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                raw.close()
+        try:
+            result = json.loads(out)
+        except ValueError:
+            # The supervisor itself died: most likely killed with everything else by the
+            # memory limit, or the container stopped under it.
+            inspect = self.client.api.exec_inspect(exec_id)
+            logger.warning(
+                "exec supervisor failed in %s (exit %s): %s",
+                ref.object_id[:12],
+                inspect.get("ExitCode"),
+                err[-300:].decode(errors="replace"),
+            )
+            if not self.status(ref).state == SandboxState.RUNNING:
+                raise SandboxNotRunning("The session stopped while the command ran.") from None
+            return ExecResult(
+                exit_code=inspect.get("ExitCode"),
+                stdout=b"",
+                stderr=err[-output_limit:],
+                duration_ms=0,
+                timed_out=False,
+                truncated=False,
+                oom_killed=inspect.get("ExitCode") == 137,
+                max_rss_kb=None,
+            )
+        return ExecResult(
+            exit_code=result["exit_code"],
+            stdout=base64.b64decode(result["stdout"]),
+            stderr=base64.b64decode(result["stderr"]),
+            duration_ms=int(result["duration_ms"]),
+            timed_out=bool(result["timed_out"]),
+            truncated=bool(result["truncated"]),
+            oom_killed=bool(result["oom_killed"]),
+            max_rss_kb=result["max_rss_kb"],
+        )
+
+    def open_tty(
+        self,
+        ref: SandboxRef,
+        argv: Sequence[str],
+        *,
+        cols: int,
+        rows: int,
+        env: Mapping[str, str] | None = None,
+    ) -> Tty:
+        environment = {"TERM": "xterm-256color", "COLORTERM": "truecolor", **(env or {})}
+        exec_id = self._exec_create(ref, argv, stdin=True, tty=True, environment=environment)
+        with engine_errors("open a terminal in the container"):
+            raw = self.client.api.exec_start(exec_id, socket=True, tty=True)
+        tty = DockerTty(self.client, exec_id, raw)
+        tty.resize(cols=cols, rows=rows)
+        return tty
+
+    def stats(self, ref: SandboxRef) -> SandboxStats:
+        with engine_errors("read the container's statistics"):
+            try:
+                sample = self.client.api.stats(ref.object_id, stream=False, one_shot=True)
+            except NotFound as exc:
+                raise SandboxNotRunning() from exc
+        if not sample.get("pids_stats") and not sample.get("memory_stats"):
+            raise SandboxNotRunning()
+        cpu = sample.get("cpu_stats") or {}
+        cpu_total = int((cpu.get("cpu_usage") or {}).get("total_usage") or 0)
+        system_total = int(cpu.get("system_cpu_usage") or 0)
+        online = int(cpu.get("online_cpus") or 1)
+        previous = self._cpu_samples.get(ref.object_id)
+        self._cpu_samples[ref.object_id] = (cpu_total, system_total)
+        cpu_percent = 0.0
+        if previous and system_total > previous[1]:
+            cpu_percent = (cpu_total - previous[0]) / (system_total - previous[1]) * online * 100.0
+        memory = sample.get("memory_stats") or {}
+        # Page cache is reclaimable: report what `docker stats` reports.
+        inactive = int((memory.get("stats") or {}).get("inactive_file") or 0)
+        return SandboxStats(
+            cpu_percent=round(max(cpu_percent, 0.0), 1),
+            memory_bytes=max(int(memory.get("usage") or 0) - inactive, 0),
+            memory_limit_bytes=int(memory.get("limit") or 0),
+            pids=int((sample.get("pids_stats") or {}).get("current") or 0),
+        )

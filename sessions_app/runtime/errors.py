@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from core_app.errors import ServiceUnavailable
+from core_app.errors import DomainError, ServiceUnavailable
 
 
 class RuntimeUnavailable(ServiceUnavailable):
     code = "runtime_unavailable"
     default_detail = "The container engine is not reachable. Ask an operator to check Docker."
+
+
+class RuntimeFailure(DomainError):
+    """The engine answered, but refused (bad image, out of resources...)."""
+
+    status_code = 502
+    code = "runtime_error"
+    default_detail = "The container engine refused the operation."
+
+
+class SandboxNotFound(DomainError):
+    status_code = 409
+    code = "sandbox_missing"
+    default_detail = "The session's container no longer exists."
+
+
+class SandboxNotRunning(DomainError):
+    status_code = 409
+    code = "session_not_running"
+    default_detail = "The session is not running. Resume it first."

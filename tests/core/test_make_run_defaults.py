@@ -21,8 +21,12 @@ def test_make_run_serves_on_the_embedded_defaults(tmp_path):
     env.update(VIBECODE_VAR_DIR=str(tmp_path), VIBECODE_PORT=str(port))
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
-        [str(REPO_ROOT / "scripts/serve.sh")], cwd=REPO_ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [str(REPO_ROOT / "scripts/serve.sh")],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", timeout=90, process=server)

@@ -59,17 +59,26 @@ def test_login_limit_is_per_username(api, alice, bob):
 def test_a_trusted_proxy_may_name_the_client(api, alice):
     for _ in range(10):
         api.post(
-            "/api/auth/login", {"username": "alice", "password": "wrong"}, format="json",
-            HTTP_X_FORWARDED_FOR="203.0.113.7", REMOTE_ADDR="127.0.0.1",
+            "/api/auth/login",
+            {"username": "alice", "password": "wrong"},
+            format="json",
+            HTTP_X_FORWARDED_FOR="203.0.113.7",
+            REMOTE_ADDR="127.0.0.1",
         )
     limited = api.post(
-        "/api/auth/login", {"username": "alice", "password": PASSWORD}, format="json",
-        HTTP_X_FORWARDED_FOR="203.0.113.7", REMOTE_ADDR="127.0.0.1",
+        "/api/auth/login",
+        {"username": "alice", "password": PASSWORD},
+        format="json",
+        HTTP_X_FORWARDED_FOR="203.0.113.7",
+        REMOTE_ADDR="127.0.0.1",
     )
     assert limited.status_code == 429
     other_client = api.post(
-        "/api/auth/login", {"username": "alice", "password": PASSWORD}, format="json",
-        HTTP_X_FORWARDED_FOR="198.51.100.9", REMOTE_ADDR="127.0.0.1",
+        "/api/auth/login",
+        {"username": "alice", "password": PASSWORD},
+        format="json",
+        HTTP_X_FORWARDED_FOR="198.51.100.9",
+        REMOTE_ADDR="127.0.0.1",
     )
     assert other_client.status_code == 200
 

@@ -14,9 +14,16 @@ from tests.conftest import REPO_ROOT
 def _load_settings(**env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     return subprocess.run(
-        [sys.executable, "-c", "import django; from django.conf import settings; django.setup(); print('ok')"],
-        cwd=REPO_ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "vibecode_project.settings", **env},
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import django; from django.conf import settings; django.setup(); print('ok')",
+        ],
+        cwd=REPO_ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "vibecode_project.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -1,0 +1,82 @@
+"""Sessions API: thin views over the services. Someone else's session answers 404."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sessions_app import selectors, services
+from sessions_app.api.serializers import SessionCreateInput, SessionOutput, StatsOutput
+from sessions_app.models import Session
+
+
+class SessionAPIView(APIView):
+    """Base for endpoints under ``/api/vibecode/sessions/{session_id}``."""
+
+    def get_session(self, request: Request, session_id: str) -> Session:
+        return selectors.session_get(user=request.user, public_id=session_id)
+
+
+class SessionListView(APIView):
+    @extend_schema(responses=SessionOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(SessionOutput(selectors.session_list(user=request.user), many=True).data)
+
+
+class SessionCreateView(APIView):
+    @extend_schema(request=SessionCreateInput, responses={201: SessionOutput})
+    def post(self, request: Request) -> Response:
+        data = SessionCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        session = services.session_create(user=request.user, name=data.validated_data.get("name") or None)
+        return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailView(SessionAPIView):
+    @extend_schema(responses=SessionOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        return Response(SessionOutput(self.get_session(request, session_id)).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("force", bool, description="Required to delete a running session.")],
+        responses={204: None},
+    )
+    def delete(self, request: Request, session_id: str) -> Response:
+        force = request.query_params.get("force", "").lower() in {"1", "true", "yes"}
+        services.session_delete(
+            session=self.get_session(request, session_id), actor=request.user, force=force
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionSuspendView(SessionAPIView):
+    @extend_schema(request=None, responses=SessionOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        session = services.session_suspend(session=self.get_session(request, session_id), actor=request.user)
+        return Response(SessionOutput(session).data)
+
+
+class SessionResumeView(SessionAPIView):
+    @extend_schema(request=None, responses=SessionOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        session = services.session_resume(session=self.get_session(request, session_id), actor=request.user)
+        return Response(SessionOutput(session).data)
+
+
+class SessionKeepaliveView(SessionAPIView):
+    @extend_schema(request=None, responses=SessionOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        session = services.session_keepalive(session=self.get_session(request, session_id))
+        return Response(SessionOutput(session).data)
+
+
+class SessionStatsView(SessionAPIView):
+    @extend_schema(responses=StatsOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        stats = services.session_stats(session=self.get_session(request, session_id))
+        return Response(StatsOutput(asdict(stats)).data)

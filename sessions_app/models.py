@@ -1,0 +1,135 @@
+"""Sessions, their containers' runtime state, per-user quotas and the audit log.
+
+Models hold fields, constraints and small properties; they never call Docker. The runtime state
+(container id and name, volume) is what the runtime returned, never re-derived from a template.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+SLUG_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: readable in logs and URLs
+
+
+def new_public_id() -> str:
+    """A short random slug: 10 characters, about 50 bits; never sequential."""
+    return "".join(secrets.choice(SLUG_ALPHABET) for _ in range(10))
+
+
+class Session(models.Model):
+    class Status(models.TextChoices):
+        CREATING = "creating"
+        RUNNING = "running"
+        SUSPENDED = "suspended"
+        ERROR = "error"
+        DELETING = "deleting"
+
+    public_id = models.CharField(max_length=16, unique=True, default=new_public_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sandbox_sessions"
+    )
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATING, db_index=True)
+
+    # Runtime state, exactly as the runtime reported it.
+    container_id = models.CharField(max_length=80, blank=True)
+    container_name = models.CharField(max_length=200, unique=True)
+    volume_name = models.CharField(max_length=200, unique=True)
+    image = models.CharField(max_length=200)
+    runtime = models.CharField(max_length=16, default="runc")
+    # A snapshot of the limits the container was made with: {"memory_mb", "cpus", "pids"}.
+    limits = models.JSONField(default=dict)
+    # Bumped on every state change, so that concurrent transitions cannot both win.
+    state_version = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_activity_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    @property
+    def short_container_id(self) -> str:
+        return self.container_id[:12]
+
+
+class Quota(models.Model):
+    """Per-user overrides; an empty field means the server default from settings."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    max_sessions = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Default: VIBECODE_MAX_SESSIONS (5)."
+    )
+    max_running = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Default: VIBECODE_MAX_RUNNING (2)."
+    )
+    memory_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Default: VIBECODE_SANDBOX_MEMORY_MB (2048)."
+    )
+    cpus = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Default: VIBECODE_SANDBOX_CPUS (1.5).",
+    )
+    pids = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Default: VIBECODE_SANDBOX_PIDS (512)."
+    )
+    idle_timeout_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Default: VIBECODE_IDLE_TIMEOUT_MINUTES (120)."
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(memory_mb__gte=64) | models.Q(memory_mb__isnull=True),
+                name="quota_memory_min",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cpus__gt=0) | models.Q(cpus__isnull=True), name="quota_cpus_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(pids__gte=16) | models.Q(pids__isnull=True), name="quota_pids_min"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Quota of {self.user}"
+
+
+class SessionEvent(models.Model):
+    """The audit log: who did what to which session, when."""
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        SUSPEND = "suspend"
+        RESUME = "resume"
+        DELETE = "delete"
+        ERROR = "error"
+        RECONCILE = "reconcile"
+        CLEANUP = "cleanup"
+
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    # Kept as text too, so that events outlive the session row.
+    session_public_id = models.CharField(max_length=16, blank=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.session_public_id} by {self.actor or 'system'}"

@@ -1,0 +1,80 @@
+"""Reads about sessions and quotas. Ownership is enforced here: another user's session is
+simply not found (the API answers 404, never 403)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from sessions_app.errors import SessionNotFound
+from sessions_app.models import SLUG_ALPHABET, Quota, Session
+
+
+@dataclass(frozen=True)
+class EffectiveQuota:
+    max_sessions: int
+    max_running: int
+    memory_mb: int
+    cpus: float
+    pids: int
+    idle_timeout_minutes: int
+
+    def limits(self) -> dict[str, float | int]:
+        return {"memory_mb": self.memory_mb, "cpus": self.cpus, "pids": self.pids}
+
+
+def quota_for(*, user_id: int) -> EffectiveQuota:
+    quota = Quota.objects.filter(user_id=user_id).first()
+
+    def pick(field: str, default: float | int) -> float | int:
+        value = getattr(quota, field, None) if quota else None
+        return default if value is None else value
+
+    return EffectiveQuota(
+        max_sessions=int(pick("max_sessions", settings.VIBECODE_MAX_SESSIONS)),
+        max_running=int(pick("max_running", settings.VIBECODE_MAX_RUNNING)),
+        memory_mb=int(pick("memory_mb", settings.VIBECODE_SANDBOX_MEMORY_MB)),
+        cpus=float(pick("cpus", settings.VIBECODE_SANDBOX_CPUS)),
+        pids=int(pick("pids", settings.VIBECODE_SANDBOX_PIDS)),
+        idle_timeout_minutes=int(pick("idle_timeout_minutes", settings.VIBECODE_IDLE_TIMEOUT_MINUTES)),
+    )
+
+
+def session_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Session]:
+    return Session.objects.filter(owner_id=user.pk).exclude(status=Session.Status.DELETING)
+
+
+def session_get(*, user: AbstractBaseUser | AnonymousUser, public_id: str) -> Session:
+    """The user's own session, or ``SessionNotFound`` (also for someone else's)."""
+    public_id = str(public_id)
+    if not (0 < len(public_id) <= 16 and all(char in SLUG_ALPHABET for char in public_id)):
+        raise SessionNotFound()
+    session = Session.objects.filter(owner_id=user.pk, public_id=public_id).first()
+    if session is None or session.status == Session.Status.DELETING:
+        raise SessionNotFound()
+    return session
+
+
+def session_idle_deadline(session: Session) -> timezone.datetime:
+    minutes = quota_for(user_id=session.owner_id).idle_timeout_minutes
+    return session.last_activity_at + timedelta(minutes=minutes)
+
+
+def sessions_idle(*, now: timezone.datetime | None = None, idle_minutes: int | None = None) -> list[Session]:
+    """Running sessions idle past their timeout (their owner's quota, or ``idle_minutes``)."""
+    now = now or timezone.now()
+    idle = []
+    for session in Session.objects.filter(status=Session.Status.RUNNING).select_related("owner"):
+        minutes = (
+            idle_minutes
+            if idle_minutes is not None
+            else quota_for(user_id=session.owner_id).idle_timeout_minutes
+        )
+        if session.last_activity_at <= now - timedelta(minutes=minutes):
+            idle.append(session)
+    return idle

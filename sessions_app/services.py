@@ -1,0 +1,412 @@
+"""Writes about sessions. The API, the pages, the admin and the management commands all call
+these; nothing else changes a session or touches its container.
+
+Rules kept here:
+* Docker is never called inside a database transaction: rows are claimed or checked in a short
+  transaction, the runtime is called after it, and the result is recorded in another.
+* State changes are conditional on ``state_version``, so two concurrent changes cannot both win.
+* Only :func:`session_delete` deletes a workspace volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core_app.errors import DomainError
+from sessions_app import specs
+from sessions_app.errors import (
+    QuotaExceeded,
+    SandboxNotFound,
+    SandboxNotRunning,
+    SessionBusy,
+    SessionRunning,
+    VolumeMissing,
+)
+from sessions_app.models import Session, SessionEvent, new_public_id
+from sessions_app.runtime import get_runtime
+from sessions_app.runtime.base import ExecResult, SandboxRef, SandboxState, SandboxStats
+from sessions_app.selectors import quota_for, sessions_idle
+
+logger = logging.getLogger(__name__)
+
+ACTIVITY_WRITE_INTERVAL = timedelta(seconds=30)
+MAX_NAME_LENGTH = 100
+
+
+class InvalidSessionName(DomainError):
+    code = "invalid_name"
+
+
+def clean_session_name(raw: str) -> str:
+    """A session name: 1 to 100 printable characters. Refuses rather than silently mangles."""
+    name = unicodedata.normalize("NFC", str(raw)).strip()
+    if not name:
+        raise InvalidSessionName("The name cannot be empty.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidSessionName(f"The name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}.")
+    if any(unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} for char in name):
+        raise InvalidSessionName("The name contains control characters.")
+    return name
+
+
+def session_event_record(
+    *,
+    session: Session | None,
+    action: str,
+    actor: AbstractBaseUser | None = None,
+    public_id: str = "",
+    **detail: Any,
+) -> SessionEvent:
+    """Append to the audit log. ``public_id`` names a session whose row is (about to be) gone."""
+    return SessionEvent.objects.create(
+        session=session,
+        session_public_id=session.public_id if session else public_id,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        action=action,
+        detail=detail,
+    )
+
+
+def _transition(session: Session, *, to: str, allowed_from: set[str], **fields: Any) -> Session:
+    """Move ``session`` to ``to`` if nobody changed it since it was read; else ``SessionBusy``."""
+    updated = Session.objects.filter(
+        pk=session.pk, state_version=session.state_version, status__in=allowed_from
+    ).update(status=to, state_version=F("state_version") + 1, **fields)
+    if not updated:
+        raise SessionBusy()
+    session.refresh_from_db()
+    return session
+
+
+def _check_running_quota(*, user_id: int, excluding: int | None = None) -> None:
+    quota = quota_for(user_id=user_id)
+    running = Session.objects.filter(
+        owner_id=user_id, status__in=[Session.Status.RUNNING, Session.Status.CREATING]
+    ).exclude(pk=excluding)
+    if running.count() >= quota.max_running:
+        raise QuotaExceeded(
+            f"You already have {quota.max_running} running session(s), your limit (max_running). "
+            "Suspend one first.",
+            limit="max_running",
+            value=quota.max_running,
+        )
+
+
+def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Session:
+    """Create a session and its sandbox; returns it running and ready for exec.
+
+    On failure the session is left in ``error`` with the reason, and no half-made container.
+    """
+    with transaction.atomic():
+        # Serialise one user's creates, so that two at once cannot both pass the quota.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        quota = quota_for(user_id=user.pk)
+        existing = Session.objects.filter(owner_id=user.pk).exclude(status=Session.Status.DELETING)
+        if existing.count() >= quota.max_sessions:
+            raise QuotaExceeded(
+                f"You already have {quota.max_sessions} session(s), your limit (max_sessions). "
+                "Delete one first.",
+                limit="max_sessions",
+                value=quota.max_sessions,
+            )
+        _check_running_quota(user_id=user.pk)
+        public_id = new_public_id()
+        session = Session.objects.create(
+            public_id=public_id,
+            owner_id=user.pk,
+            name=clean_session_name(name) if name else f"Workspace {existing.count() + 1}",
+            status=Session.Status.CREATING,
+            container_name=specs.container_name(user_id=user.pk, public_id=public_id),
+            volume_name=specs.volume_name(user_id=user.pk, public_id=public_id),
+            image=settings.VIBECODE_SANDBOX_IMAGE,
+            runtime=settings.VIBECODE_SANDBOX_RUNTIME,
+            limits=quota.limits(),
+        )
+        session_event_record(
+            session=session, action=SessionEvent.Action.CREATE, actor=user, name=session.name
+        )
+
+    try:
+        ref = get_runtime().create(specs.sandbox_spec(session))
+    except Exception as exc:
+        _record_failure(session, exc)
+        raise
+    session = _transition(
+        session,
+        to=Session.Status.RUNNING,
+        allowed_from={Session.Status.CREATING},
+        container_id=ref.object_id,
+        last_error="",
+    )
+    logger.info("session %s created, container %s", session.public_id, session.short_container_id)
+    return session
+
+
+def _record_failure(session: Session, exc: Exception) -> None:
+    reason = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+    logger.warning("session %s failed: %s", session.public_id, reason)
+    # Leave no half-made container behind; the volume stays (only a delete removes it).
+    try:
+        get_runtime().remove(specs.session_ref(session), volume=False)
+    except DomainError:
+        logger.warning("session %s: could not remove its container after the failure", session.public_id)
+    Session.objects.filter(pk=session.pk).update(
+        status=Session.Status.ERROR, last_error=str(reason)[:2000], state_version=F("state_version") + 1
+    )
+    session_event_record(session=session, action=SessionEvent.Action.ERROR, reason=str(reason)[:500])
+
+
+def session_suspend(*, session: Session, actor: AbstractBaseUser | None = None) -> Session:
+    """Stop the container, keep it and its volume. Suspending a suspended session is a no-op."""
+    if session.status == Session.Status.SUSPENDED:
+        return session
+    if session.status not in {Session.Status.RUNNING, Session.Status.ERROR}:
+        raise SessionBusy(f"The session is {session.status}; it can be suspended once that is over.")
+    get_runtime().stop(specs.session_ref(session))
+    session = _transition(
+        session, to=Session.Status.SUSPENDED, allowed_from={Session.Status.RUNNING, Session.Status.ERROR}
+    )
+    session_event_record(session=session, action=SessionEvent.Action.SUSPEND, actor=actor)
+    _notify_terminals(session, "suspended")
+    logger.info("session %s suspended, container %s", session.public_id, session.short_container_id)
+    return session
+
+
+def session_resume(*, session: Session, actor: AbstractBaseUser | None = None) -> Session:
+    """Start a suspended (or failed) session again on its volume. Running already: no-op.
+
+    If the container is gone but the volume is there, a new container is made on that volume.
+    """
+    if session.status == Session.Status.RUNNING:
+        return session
+    if session.status not in {Session.Status.SUSPENDED, Session.Status.ERROR}:
+        raise SessionBusy(f"The session is {session.status}; it can be resumed once that is over.")
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=session.owner_id).first()
+        _check_running_quota(user_id=session.owner_id, excluding=session.pk)
+    runtime = get_runtime()
+    ref = specs.session_ref(session)
+    container_id = session.container_id
+    try:
+        runtime.start(ref)
+    except SandboxNotFound:
+        if not runtime.status(ref).volume_exists:
+            Session.objects.filter(pk=session.pk).update(
+                status=Session.Status.ERROR, last_error=VolumeMissing.default_detail
+            )
+            raise VolumeMissing() from None
+        container_id = runtime.create(specs.sandbox_spec(session)).object_id
+    session = _transition(
+        session,
+        to=Session.Status.RUNNING,
+        allowed_from={Session.Status.SUSPENDED, Session.Status.ERROR},
+        container_id=container_id,
+        last_error="",
+        last_activity_at=timezone.now(),
+    )
+    session_event_record(session=session, action=SessionEvent.Action.RESUME, actor=actor)
+    logger.info("session %s resumed, container %s", session.public_id, session.short_container_id)
+    return session
+
+
+def session_delete(*, session: Session, actor: AbstractBaseUser | None = None, force: bool = False) -> None:
+    """Delete the session: its container, its workspace volume (the files) and its row.
+
+    A running session needs ``force=True``: deleting loses work, so it must be meant.
+    """
+    if session.status == Session.Status.RUNNING and not force:
+        raise SessionRunning()
+    previous = session.status
+    session = _transition(
+        session,
+        to=Session.Status.DELETING,
+        allowed_from=set(Session.Status.values) - {Session.Status.DELETING},
+    )
+    _notify_terminals(session, "deleted")
+    try:
+        get_runtime().remove(specs.session_ref(session), volume=True)
+    except DomainError:
+        Session.objects.filter(pk=session.pk).update(status=previous)
+        raise
+    session_event_record(
+        session=None,
+        action=SessionEvent.Action.DELETE,
+        actor=actor,
+        public_id=session.public_id,
+        name=session.name,
+        volume=session.volume_name,
+    )
+    session.delete()
+    logger.info("session %s deleted with its volume", session.public_id)
+
+
+def session_touch(*, session: Session) -> None:
+    """Record activity, writing at most once per ``ACTIVITY_WRITE_INTERVAL``."""
+    now = timezone.now()
+    if session.last_activity_at and now - session.last_activity_at < ACTIVITY_WRITE_INTERVAL:
+        return
+    Session.objects.filter(pk=session.pk, last_activity_at__lt=now - ACTIVITY_WRITE_INTERVAL).update(
+        last_activity_at=now
+    )
+    session.last_activity_at = now
+
+
+def session_keepalive(*, session: Session) -> Session:
+    """Extend an idle session now (the IDE's "keep working"): an unthrottled activity write."""
+    now = timezone.now()
+    Session.objects.filter(pk=session.pk).update(last_activity_at=now)
+    session.last_activity_at = now
+    return session
+
+
+def _require_running(session: Session) -> None:
+    if session.status != Session.Status.RUNNING:
+        raise SandboxNotRunning(f"The session is {session.status}. Resume it first.")
+
+
+def session_exec(
+    *,
+    session: Session,
+    argv: list[str],
+    timeout: float,
+    output_limit: int,
+    cwd: str = "/workspace",
+    stdin: bytes | None = None,
+) -> ExecResult:
+    _require_running(session)
+    session_touch(session=session)
+    return get_runtime().exec(
+        specs.session_ref(session), argv, timeout=timeout, output_limit=output_limit, cwd=cwd, stdin=stdin
+    )
+
+
+def session_stats(*, session: Session) -> SandboxStats:
+    _require_running(session)
+    return get_runtime().stats(specs.session_ref(session))
+
+
+def _notify_terminals(session: Session, status: str) -> None:
+    """Tell the session's open terminals (on any daphne process) that it stopped."""
+    try:
+        from terminal_app.notify import terminals_notify_stopped
+    except ImportError:  # the terminal app has no consumers yet
+        return
+    terminals_notify_stopped(session_public_id=session.public_id, status=status)
+
+
+# --- Operations: cleanup and reconciliation ----------------------------------------------------
+
+
+@dataclass
+class OperationReport:
+    dry_run: bool
+    actions: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        self.actions.append(message)
+        logger.info("%s%s", "[dry run] " if self.dry_run else "", message)
+
+
+def sessions_cleanup(*, idle_minutes: int | None = None, dry_run: bool = False) -> OperationReport:
+    """Suspend sessions idle past their timeout, and remove this installation's containers that
+    have no session row (their volumes stay for staff to inspect). Never deletes a volume."""
+    report = OperationReport(dry_run=dry_run)
+    for session in sessions_idle(idle_minutes=idle_minutes):
+        idle_since = f"{session.last_activity_at:%Y-%m-%d %H:%M}"
+        report.add(f"suspend idle session {session.public_id} (last activity {idle_since})")
+        if not dry_run:
+            try:
+                session_suspend(session=session)
+                session_event_record(session=session, action=SessionEvent.Action.CLEANUP, reason="idle")
+            except DomainError as exc:
+                report.add(f"could not suspend {session.public_id}: {exc.detail}")
+    _remove_orphans(report)
+    return report
+
+
+def _remove_orphans(report: OperationReport) -> None:
+    runtime = get_runtime()
+    known = set(Session.objects.values_list("container_name", flat=True))
+    for info in runtime.list_sandboxes(specs.instance_labels()):
+        if info.object_name in known:
+            continue
+        report.add(f"remove orphan container {info.object_name} ({info.object_id[:12]}); its volume is kept")
+        if not report.dry_run:
+            runtime.remove(SandboxRef(info.object_id, info.object_name, volume_name=""), volume=False)
+
+
+STUCK_CREATING_AFTER = timedelta(minutes=2)
+
+
+def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
+    """Bring the database and the engine back into agreement after crashes and restarts.
+
+    * running row, container stopped or gone: suspended (volume there) or error (volume gone);
+    * suspended row, container running: the container is stopped;
+    * creating row older than two minutes: running if its container runs, else as above;
+    * deleting row: the delete that was asked for is finished;
+    * a container with no row: removed, its volume kept.
+    Safe to run twice: the second run finds nothing to do.
+    """
+    report = OperationReport(dry_run=dry_run)
+    runtime = get_runtime()
+    now = timezone.now()
+    for session in Session.objects.exclude(status=Session.Status.ERROR).order_by("pk"):
+        if session.status == Session.Status.CREATING and now - session.created_at < STUCK_CREATING_AFTER:
+            continue  # probably being created right now
+        ref = specs.session_ref(session)
+        status = runtime.status(ref)
+        target: str | None = None
+        if session.status == Session.Status.DELETING:
+            report.add(f"finish deleting session {session.public_id}")
+            if not dry_run:
+                runtime.remove(ref, volume=True)
+                session.delete()
+            continue
+        if status.state == SandboxState.RUNNING:
+            if session.status == Session.Status.SUSPENDED:
+                report.add(f"stop container of suspended session {session.public_id}")
+                if not dry_run:
+                    runtime.stop(ref)
+            elif session.status == Session.Status.CREATING:
+                target = Session.Status.RUNNING
+        elif session.status in {Session.Status.RUNNING, Session.Status.CREATING}:
+            if status.state == SandboxState.STOPPED and session.status == Session.Status.CREATING:
+                if not dry_run:
+                    runtime.remove(ref, volume=False)
+            target = Session.Status.SUSPENDED if status.volume_exists else Session.Status.ERROR
+        elif session.status == Session.Status.SUSPENDED and not status.volume_exists:
+            target = Session.Status.ERROR
+        if target is None:
+            continue
+        report.add(
+            f"session {session.public_id}: {session.status} -> {target} (container {status.state.value})"
+        )
+        if dry_run:
+            continue
+        fields: dict[str, Any] = {}
+        if target == Session.Status.ERROR:
+            fields["last_error"] = VolumeMissing.default_detail
+        if status.state == SandboxState.MISSING:
+            fields["container_id"] = ""
+        elif target == Session.Status.RUNNING:
+            fields["container_id"] = status.object_id
+        try:
+            _transition(session, to=target, allowed_from={session.status}, **fields)
+        except SessionBusy:
+            report.add(f"session {session.public_id} changed meanwhile; left as it is")
+            continue
+        session_event_record(session=session, action=SessionEvent.Action.RECONCILE, to=target)
+    _remove_orphans(report)
+    return report

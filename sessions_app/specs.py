@@ -1,0 +1,84 @@
+"""Pure functions from a session and its limits to what the runtime needs. No I/O here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from sessions_app.runtime.base import SandboxRef, SandboxSpec
+
+if TYPE_CHECKING:
+    from sessions_app.models import Session
+
+# Inside the sandbox HOME lives on the workspace volume, because the root filesystem is read-only
+# and whatever the user installs (pip --user, npm -g) must survive suspend and resume.
+SANDBOX_HOME = "/workspace/.home"
+
+
+def container_name(*, user_id: int, public_id: str) -> str:
+    return f"vibecode-{user_id}-{public_id}"
+
+
+def volume_name(*, user_id: int, public_id: str) -> str:
+    return f"vibecode-{user_id}-{public_id}-ws"
+
+
+def sandbox_labels(*, user_id: int, public_id: str) -> dict[str, str]:
+    return {
+        "app": "vibecode",
+        "vibecode.instance": settings.VIBECODE_INSTANCE,
+        "vibecode.user_id": str(user_id),
+        "vibecode.session_id": public_id,
+    }
+
+
+def instance_labels() -> dict[str, str]:
+    """The labels every sandbox of this installation carries."""
+    return {"app": "vibecode", "vibecode.instance": settings.VIBECODE_INSTANCE}
+
+
+def sandbox_env() -> dict[str, str]:
+    return {
+        "HOME": SANDBOX_HOME,
+        "PATH": f"{SANDBOX_HOME}/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "NPM_CONFIG_PREFIX": f"{SANDBOX_HOME}/.local",
+        # Debian marks its python3 "externally managed"; `pip install --user` is what we want.
+        "PIP_BREAK_SYSTEM_PACKAGES": "1",
+        "PIP_USER": "1",
+        "PYTHONUSERBASE": f"{SANDBOX_HOME}/.local",
+        "TMUX_TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+    }
+
+
+def sandbox_spec(session: Session) -> SandboxSpec:
+    """The spec of a session's sandbox, from its recorded names, image and limits snapshot."""
+    return SandboxSpec(
+        name=session.container_name,
+        volume_name=session.volume_name,
+        image=session.image,
+        labels=sandbox_labels(user_id=session.owner_id, public_id=session.public_id),
+        memory_mb=int(session.limits["memory_mb"]),
+        cpus=float(session.limits["cpus"]),
+        pids=int(session.limits["pids"]),
+        runtime=session.runtime,
+        network=settings.VIBECODE_SANDBOX_NETWORK,
+        user=settings.VIBECODE_SANDBOX_USER,
+        read_only_root=settings.VIBECODE_SANDBOX_READ_ONLY_ROOT,
+        drop_capabilities=settings.VIBECODE_SANDBOX_DROP_CAPABILITIES,
+        tmp_size_mb=settings.VIBECODE_SANDBOX_TMP_SIZE_MB,
+        nofile=settings.VIBECODE_SANDBOX_NOFILE,
+        log_max_size=settings.VIBECODE_SANDBOX_LOG_MAX_SIZE,
+        env=sandbox_env(),
+    )
+
+
+def session_ref(session: Session) -> SandboxRef:
+    """The runtime's handle on a session's sandbox, from what the database recorded. Before the
+    runtime has reported an id (a create cut short), the recorded name stands in for it."""
+    return SandboxRef(
+        object_id=session.container_id or session.container_name,
+        object_name=session.container_name,
+        volume_name=session.volume_name,
+    )
