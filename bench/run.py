@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.common import docker_client, sweep_bench_containers
 
 BENCH_DIR = Path(__file__).resolve().parent
-NOT_BENCHMARKS = {"__init__", "common", "run"}
+NOT_BENCHMARKS = {"__init__", "common", "run", "django_setup"}
 FIRST = "docker_floor"
 
 

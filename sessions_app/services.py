@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -203,7 +204,9 @@ def session_resume(*, session: Session, actor: AbstractBaseUser | None = None) -
     except SandboxNotFound:
         if not runtime.status(ref).volume_exists:
             Session.objects.filter(pk=session.pk).update(
-                status=Session.Status.ERROR, last_error=VolumeMissing.default_detail
+                status=Session.Status.ERROR,
+                last_error=VolumeMissing.default_detail,
+                state_version=F("state_version") + 1,
             )
             raise VolumeMissing() from None
         container_id = runtime.create(specs.sandbox_spec(session)).object_id
@@ -237,7 +240,7 @@ def session_delete(*, session: Session, actor: AbstractBaseUser | None = None, f
     try:
         get_runtime().remove(specs.session_ref(session), volume=True)
     except DomainError:
-        Session.objects.filter(pk=session.pk).update(status=previous)
+        Session.objects.filter(pk=session.pk).update(status=previous, state_version=F("state_version") + 1)
         raise
     session_event_record(
         session=None,
@@ -310,11 +313,15 @@ def _notify_terminals(session: Session, status: str) -> None:
 
 @dataclass
 class OperationReport:
+    """What a cleanup or reconciliation did (or, in a dry run, would do)."""
+
     dry_run: bool
     actions: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
 
-    def add(self, message: str) -> None:
+    def add(self, message: str, *, kind: str = "other") -> None:
         self.actions.append(message)
+        self.counts[kind] += 1
         logger.info("%s%s", "[dry run] " if self.dry_run else "", message)
 
 
@@ -324,13 +331,18 @@ def sessions_cleanup(*, idle_minutes: int | None = None, dry_run: bool = False) 
     report = OperationReport(dry_run=dry_run)
     for session in sessions_idle(idle_minutes=idle_minutes):
         idle_since = f"{session.last_activity_at:%Y-%m-%d %H:%M}"
-        report.add(f"suspend idle session {session.public_id} (last activity {idle_since})")
-        if not dry_run:
-            try:
-                session_suspend(session=session)
-                session_event_record(session=session, action=SessionEvent.Action.CLEANUP, reason="idle")
-            except DomainError as exc:
-                report.add(f"could not suspend {session.public_id}: {exc.detail}")
+        if dry_run:
+            report.add(
+                f"suspend idle session {session.public_id} (last activity {idle_since})", kind="suspended"
+            )
+            continue
+        try:
+            session_suspend(session=session)
+        except DomainError as exc:
+            report.add(f"could not suspend {session.public_id}: {exc.detail}", kind="failed")
+            continue
+        report.add(f"suspend idle session {session.public_id} (last activity {idle_since})", kind="suspended")
+        session_event_record(session=session, action=SessionEvent.Action.CLEANUP, reason="idle")
     _remove_orphans(report)
     return report
 
@@ -341,7 +353,10 @@ def _remove_orphans(report: OperationReport) -> None:
     for info in runtime.list_sandboxes(specs.instance_labels()):
         if info.object_name in known:
             continue
-        report.add(f"remove orphan container {info.object_name} ({info.object_id[:12]}); its volume is kept")
+        report.add(
+            f"remove orphan container {info.object_name} ({info.object_id[:12]}); its volume is kept",
+            kind="orphan_removed",
+        )
         if not report.dry_run:
             runtime.remove(SandboxRef(info.object_id, info.object_name, volume_name=""), volume=False)
 
@@ -362,7 +377,7 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
     report = OperationReport(dry_run=dry_run)
     runtime = get_runtime()
     now = timezone.now()
-    for session in Session.objects.exclude(status=Session.Status.ERROR).order_by("pk"):
+    for session in Session.objects.order_by("pk"):
         if session.status == Session.Status.CREATING and now - session.created_at < STUCK_CREATING_AFTER:
             continue  # probably being created right now
         ref = specs.session_ref(session)
@@ -373,6 +388,13 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
             if not dry_run:
                 runtime.remove(ref, volume=True)
                 session.delete()
+            continue
+        if session.status == Session.Status.ERROR:
+            # A failed session keeps its volume for the user; a container left running is stopped.
+            if status.state == SandboxState.RUNNING:
+                report.add(f"stop container of failed session {session.public_id}")
+                if not dry_run:
+                    runtime.stop(ref)
             continue
         if status.state == SandboxState.RUNNING:
             if session.status == Session.Status.SUSPENDED:

@@ -245,11 +245,17 @@ class DockerRuntime(SandboxRuntime):
                 volume_exists = True
             except NotFound:
                 volume_exists = False
+        container = None
         with engine_errors("inspect the container"):
-            try:
-                container = api.inspect_container(ref.object_id or ref.object_name)
-            except NotFound:
-                return SandboxStatus(state=SandboxState.MISSING, volume_exists=volume_exists)
+            # By id first; by name when the recorded id is stale (a container made again).
+            for target in dict.fromkeys(filter(None, (ref.object_id, ref.object_name))):
+                try:
+                    container = api.inspect_container(target)
+                    break
+                except NotFound:
+                    continue
+        if container is None:
+            return SandboxStatus(state=SandboxState.MISSING, volume_exists=volume_exists)
         state = container["State"]
         return SandboxStatus(
             object_id=container["Id"],

@@ -1,0 +1,45 @@
+"""Set up Django for a benchmark: a throwaway SQLite database in a temporary var/ directory, and
+a sandbox instance label of its own, so nothing a benchmark makes can touch real sessions."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def bench_django() -> Iterator[Any]:
+    """Yield a user; on exit, remove every sandbox of the benchmark instance, volumes included."""
+    var_dir = tempfile.mkdtemp(prefix="vibecode-bench-")
+    os.environ["VIBECODE_VAR_DIR"] = var_dir
+    os.environ["VIBECODE_INSTANCE"] = "bench"
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(name, None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vibecode_project.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # Benchmarks call the API far faster than a person; the limits are not what is measured.
+    for rate in ("VIBECODE_RATE_API", "VIBECODE_RATE_EXEC", "VIBECODE_RATE_SAVE"):
+        os.environ[rate] = "100000/m"
+    os.environ.update(VIBECODE_MAX_SESSIONS="1000", VIBECODE_MAX_RUNNING="1000")
+
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user("bench")
+    try:
+        yield user
+    finally:
+        from bench.common import docker_client
+
+        client = docker_client()
+        for container in client.api.containers(all=True, filters={"label": "vibecode.instance=bench"}):
+            client.api.remove_container(container["Id"], force=True)
+        for volume in client.api.volumes(filters={"label": "vibecode.instance=bench"}).get("Volumes") or []:
+            client.api.remove_volume(volume["Name"], force=True)
