@@ -5,7 +5,6 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core_app import views as core_views
-from sessions_app import views as session_views
 
 api_patterns = [
     path("", include("accounts_app.api.urls")),
@@ -22,7 +21,7 @@ urlpatterns = [
     path("health", core_views.health, name="health"),
     path("admin/", admin.site.urls),
     path("", include("accounts_app.urls")),
-    path("", session_views.dashboard, name="dashboard"),
+    path("", include("sessions_app.urls")),
 ]
 
 handler500 = "core_app.views.server_error"
