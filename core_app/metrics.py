@@ -7,3 +7,5 @@ from prometheus_client import Counter
 RATE_LIMIT_REFUSALS = Counter(
     "vibecode_rate_limit_refusals_total", "Requests refused by a rate limit.", ["group"]
 )
+
+AGENT_RESTARTS = Counter("vibecode_helper_restarts_total", "Times a session's helper process was restarted.")

@@ -262,6 +262,16 @@ VIBECODE_EXEC_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_TIMEOUT_SECONDS", 30, min
 VIBECODE_EXEC_MAX_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_MAX_TIMEOUT_SECONDS", 300, minimum=1)
 VIBECODE_EXEC_OUTPUT_LIMIT_BYTES = env_int("VIBECODE_EXEC_OUTPUT_LIMIT_BYTES", 1024 * 1024, minimum=1024)
 
+# Workspace files.
+VIBECODE_MAX_EDIT_BYTES = env_int("VIBECODE_MAX_EDIT_BYTES", 5 * 1024 * 1024, minimum=1024)
+VIBECODE_MAX_UPLOAD_BYTES = env_int("VIBECODE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, minimum=1024)
+VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 200, minimum=1)
+# Uploads stream through temporary files, never whole into memory; the request as a whole is
+# bounded by VIBECODE_MAX_UPLOAD_BYTES in the upload view.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = VIBECODE_MAX_EDIT_BYTES * 2 + 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 5000
+
 # --- Static files, i18n ------------------------------------------------------------------------
 
 STATIC_URL = "/static/"

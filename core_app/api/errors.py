@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFilesSent
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -60,6 +60,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.ValidationError("The request contains a value that cannot be stored.")
     elif isinstance(exc, DatabaseError):
         return None  # a real bug: let the middleware log it and answer a JSON 500
+
+    if isinstance(exc, (RequestDataTooBig, TooManyFilesSent)):
+        return Response(
+            error_body("The request is too large for this server's limits.", "too_large"), status=413
+        )
 
     if isinstance(exc, DomainError):
         set_rollback()

@@ -67,3 +67,17 @@ class LoginRateThrottle(RatelimitThrottle):
         if isinstance(request.data, dict):
             username = str(request.data.get("username", ""))[:150].lower()
         return f"{client_ip(request)}:{username}"
+
+
+class ExecRateThrottle(RatelimitThrottle):
+    """Exec and run requests per user (``VIBECODE_RATE_EXEC``, 10/minute)."""
+
+    group = "exec"
+    rate_setting = "VIBECODE_RATE_EXEC"
+
+
+class SaveRateThrottle(RatelimitThrottle):
+    """File saves per user (``VIBECODE_RATE_SAVE``, 60/minute)."""
+
+    group = "save"
+    rate_setting = "VIBECODE_RATE_SAVE"

@@ -110,6 +110,23 @@ class Tty(abc.ABC):
         """Close the socket; the process behind it gets a hangup. Idempotent."""
 
 
+class ProcessStream(abc.ABC):
+    """A long-lived process in a sandbox with its stdin and stdout as a byte stream (no TTY).
+    Used for the persistent helper; stderr is not part of the stream."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send bytes to the process's stdin. Raises ``OSError`` once the process is gone."""
+
+    @abc.abstractmethod
+    def read(self) -> bytes:
+        """The next bytes of its stdout; ``b""`` once it has ended."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close both directions; the process sees EOF on stdin. Idempotent."""
+
+
 class SandboxRuntime(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> str:
@@ -163,6 +180,11 @@ class SandboxRuntime(abc.ABC):
         env: Mapping[str, str] | None = None,
     ) -> Tty:
         """Start ``argv`` on a new TTY and return its socket. Raises ``SandboxNotRunning``."""
+
+    @abc.abstractmethod
+    def open_stream(self, ref: SandboxRef, argv: Sequence[str]) -> ProcessStream:
+        """Start ``argv`` as the sandbox user and return its stdin/stdout as a byte stream.
+        Raises ``SandboxNotRunning``."""
 
     @abc.abstractmethod
     def stats(self, ref: SandboxRef) -> SandboxStats:

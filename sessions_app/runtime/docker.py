@@ -15,7 +15,6 @@ import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -23,8 +22,10 @@ import requests
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+from sessions_app.runtime import SANDBOX_AGENT_SOURCE
 from sessions_app.runtime.base import (
     ExecResult,
+    ProcessStream,
     SandboxInfo,
     SandboxRef,
     SandboxRuntime,
@@ -38,7 +39,6 @@ from sessions_app.runtime.errors import RuntimeFailure, RuntimeUnavailable, Sand
 
 logger = logging.getLogger(__name__)
 
-EXEC_WRAPPER = (Path(__file__).with_name("exec_wrapper.py")).read_text()
 
 _client_lock = threading.Lock()
 _client: docker.DockerClient | None = None
@@ -133,6 +133,49 @@ class DockerTty(Tty):
         self._closed = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._raw.close()
+
+
+class DockerProcessStream(ProcessStream):
+    """Demultiplexes Docker's non-TTY attach stream: 8-byte headers (stream, size), then data."""
+
+    def __init__(self, raw: Any, *, name: str) -> None:
+        self._raw = raw
+        self._sock: socket.socket = raw._sock
+        self._sock.settimeout(None)
+        self._buffer = bytearray()
+        self._name = name
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def read(self) -> bytes:
+        while True:
+            while len(self._buffer) >= 8:
+                kind, size = self._buffer[0], struct.unpack(">I", self._buffer[4:8])[0]
+                if len(self._buffer) < 8 + size:
+                    break
+                data = bytes(self._buffer[8 : 8 + size])
+                del self._buffer[: 8 + size]
+                if kind == 1:
+                    return data
+                logger.warning("%s said on stderr: %s", self._name, data[-500:].decode(errors="replace"))
+            try:
+                chunk = self._sock.recv(262144)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return b""
+            self._buffer += chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._raw.close()
 
@@ -332,7 +375,7 @@ class DockerRuntime(SandboxRuntime):
                 "stdin": base64.b64encode(stdin or b"").decode(),
             }
         ).encode()
-        exec_id = self._exec_create(ref, ["python3", "-c", EXEC_WRAPPER], stdin=True)
+        exec_id = self._exec_create(ref, ["python3", "-c", SANDBOX_AGENT_SOURCE, "once"], stdin=True)
         with engine_errors("run a process in the container"):
             raw = self.client.api.exec_start(exec_id, socket=True)
         sock: socket.socket = raw._sock
@@ -397,6 +440,12 @@ class DockerRuntime(SandboxRuntime):
         tty = DockerTty(self.client, exec_id, raw)
         tty.resize(cols=cols, rows=rows)
         return tty
+
+    def open_stream(self, ref: SandboxRef, argv: Sequence[str]) -> ProcessStream:
+        exec_id = self._exec_create(ref, argv, stdin=True)
+        with engine_errors("start a helper process in the container"):
+            raw = self.client.api.exec_start(exec_id, socket=True)
+        return DockerProcessStream(raw, name=f"helper in {ref.object_id[:12]}")
 
     def stats(self, ref: SandboxRef) -> SandboxStats:
         with engine_errors("read the container's statistics"):

@@ -1,23 +1,496 @@
-"""Runs inside the sandbox, as the sandbox user, under ``python3 -c``: one supervised command.
+"""VibeCode's helper inside a sandbox: runs as the sandbox user, under ``python3 -c``.
 
-Reads a JSON request on stdin: ``{argv, cwd, env, timeout, limit, stdin}`` (stdin base64).
-Writes one JSON result on stdout: ``{exit_code, stdout, stderr, duration_ms, timed_out,
-truncated, oom_killed, max_rss_kb}`` (outputs base64). The command runs in a new session, so that
-on timeout, and at the end in any case, its whole process group is killed: an exec leaves no
-process behind. Each output stream keeps ``limit`` bytes; the rest is read and thrown away, so a
-flood never blocks the command nor fills memory. This file is standard library only, because it
-runs on the sandbox image's python3.
+Standard library only: it runs on the sandbox image's python3, started through the container
+engine's exec API (never over a network). Two modes:
+
+``once``
+    Read one JSON exec request on stdin, run it supervised, write one JSON result on stdout.
+    The runtime's plain ``exec`` uses this.
+
+``serve``
+    A persistent RPC loop: requests and responses are frames of a 4-byte big-endian length, a
+    JSON header and ``header["size"]`` payload bytes. Requests carry an ``id``; responses echo it,
+    with ``ok``, ``result`` or ``error`` and ``more`` (further frames follow, for streams).
+    Requests run on threads, so a long exec does not hold up a file read. Workspace file
+    operations and short commands go through it without paying a ``docker exec`` each time.
+
+Path safety at the point of use: every path is walked from an fd of ``/workspace`` one component
+at a time with ``O_NOFOLLOW``, so a symbolic link is never followed, anywhere in the path, and a
+link swapped in mid-walk makes the call fail rather than escape (no check-then-use on strings).
 """
 
 import base64
+import ctypes
+import errno
+import hashlib
 import json
 import os
-import resource
 import select
+import shutil
 import signal
+import stat
+import struct
 import subprocess
 import sys
+import threading
 import time
+import zipfile
+
+ROOT = "/workspace"
+CHUNK = 256 * 1024
+SKIP_DIRS = {".git", "node_modules", "__pycache__", ".home", ".venv", "venv"}
+
+
+class AgentError(Exception):
+    def __init__(self, code, detail, status=400, **extra):
+        super().__init__(detail)
+        self.payload = {"code": code, "detail": detail, "status": status, **extra}
+
+
+ERRNO_ERRORS = {
+    errno.ENOENT: ("not_found", "No such file or directory: {path}", 404),
+    errno.EEXIST: ("already_exists", "{path} already exists.", 409),
+    errno.ENOTEMPTY: ("already_exists", "{path} already exists.", 409),
+    errno.ELOOP: ("symlink_refused", "{path} goes through a symbolic link; links are not followed.", 400),
+    errno.ENOTDIR: ("not_a_directory", "{path}: a part of it is not a directory.", 400),
+    errno.EISDIR: ("is_a_directory", "{path} is a directory.", 400),
+    errno.EACCES: ("permission_denied", "Permission denied: {path}", 403),
+    errno.EPERM: ("permission_denied", "Permission denied: {path}", 403),
+    errno.ENOSPC: ("no_space", "The workspace is out of space.", 507),
+    errno.EDQUOT: ("no_space", "The workspace is out of space.", 507),
+    errno.ENAMETOOLONG: ("path_invalid", "The path is too long.", 400),
+    errno.EXDEV: ("path_invalid", "{path} cannot be moved there.", 400),
+}
+
+
+def os_error(exc, path):
+    code, detail, status = ERRNO_ERRORS.get(
+        exc.errno, ("io_error", "{path}: " + (exc.strerror or "I/O error"), 500)
+    )
+    return AgentError(code, detail.format(path=path or "/workspace"), status)
+
+
+# --- safe paths -------------------------------------------------------------------------------
+
+
+def split(path):
+    parts = [part for part in str(path).split("/") if part not in ("", ".")]
+    for part in parts:
+        if part == ".." or "\0" in part:
+            raise AgentError("path_outside_workspace", "The path leaves the workspace.")
+        if len(part.encode()) > 255:
+            raise AgentError("path_invalid", "A part of the path is too long.")
+    return parts
+
+
+def open_dir(parts, *, create=False, path=""):
+    """An fd of the directory ``/workspace/<parts>``, never following a link."""
+    fd = os.open(ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        return fd
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno == errno.ENOTDIR:
+            # O_DIRECTORY|O_NOFOLLOW on a link gives ENOTDIR on some kernels: tell them apart.
+            link = _is_link_somewhere(parts)
+            raise (os_error(OSError(errno.ELOOP, "link"), path) if link else os_error(exc, path)) from None
+        raise os_error(exc, path) from None
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_link_somewhere(parts):
+    current = ROOT
+    for part in parts:
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return True
+    return False
+
+
+def parent_of(path, *, create=False):
+    parts = split(path)
+    if not parts:
+        raise AgentError("workspace_root", "That operation is not allowed on the workspace root.")
+    return open_dir(parts[:-1], create=create, path=path), parts[-1]
+
+
+def entry(dir_fd, name, rel):
+    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        kind = "symlink"
+    elif stat.S_ISDIR(info.st_mode):
+        kind = "directory"
+    else:
+        kind = "file"
+    return {"name": name, "path": rel, "type": kind, "size": info.st_size, "mtime": info.st_mtime}
+
+
+def join(base, name):
+    return f"{base}/{name}" if base else name
+
+
+def etag_of(data):
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def read_fd(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def open_file(dir_fd, name, path):
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise AgentError("is_a_directory", f"{path} is a directory.")
+        raise AgentError("not_a_file", f"{path} is not a regular file.")
+    os.set_blocking(fd, True)
+    return fd, info
+
+
+# --- operations -------------------------------------------------------------------------------
+
+_path_locks = {}
+_path_locks_guard = threading.Lock()
+
+
+def path_lock(path):
+    with _path_locks_guard:
+        return _path_locks.setdefault(path, threading.Lock())
+
+
+def op_list(args, payload):
+    rel = "/".join(split(args.get("path", "")))
+    fd = open_dir(split(rel), path=rel)
+    try:
+        entries = []
+        for name in sorted(os.listdir(fd)):
+            try:
+                entries.append(entry(fd, name, join(rel, name)))
+            except FileNotFoundError:
+                continue
+    finally:
+        os.close(fd)
+    entries.sort(key=lambda e: (e["type"] != "directory", e["name"].lower()))
+    return {"path": rel, "entries": entries}, b""
+
+
+def op_read(args, payload):
+    path = args["path"]
+    dir_fd, name = parent_of(path)
+    try:
+        fd, info = open_file(dir_fd, name, path)
+    finally:
+        os.close(dir_fd)
+    try:
+        if info.st_size > int(args["max_bytes"]):
+            raise AgentError(
+                "file_too_large",
+                f"{path} is {info.st_size} bytes, over the editor's limit.",
+                413,
+                size=info.st_size,
+            )
+        data = read_fd(fd)
+    finally:
+        os.close(fd)
+    return {"path": path, "size": len(data), "mtime": info.st_mtime, "etag": etag_of(data)}, data
+
+
+def op_write(args, payload):
+    """Atomic save: a temporary file in the same directory, then a rename over the target."""
+    path = args["path"]
+    dir_fd, name = parent_of(path, create=bool(args.get("create_parents")))
+    try:
+        with path_lock(path):
+            mode = 0o644
+            try:
+                current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is not None:
+                if stat.S_ISDIR(current.st_mode):
+                    raise AgentError("is_a_directory", f"{path} is a directory; choose a file name.")
+                if stat.S_ISLNK(current.st_mode):
+                    raise AgentError("symlink_refused", f"{path} is a symbolic link; links are not followed.")
+                mode = stat.S_IMODE(current.st_mode)
+            expected = args.get("etag")
+            if expected:
+                actual = None
+                if current is not None:
+                    fd, _ = open_file(dir_fd, name, path)
+                    try:
+                        actual = etag_of(read_fd(fd))
+                    finally:
+                        os.close(fd)
+                if actual != expected:
+                    raise AgentError(
+                        "conflict", f"{path} changed since you opened it.", 409, current_etag=actual
+                    )
+            if args.get("exclusive") and current is not None:
+                raise AgentError("already_exists", f"{path} already exists.", 409)
+            temp = f".{name[:200]}.vibecode-{os.getpid()}-{threading.get_ident()}.tmp"
+            fd = os.open(
+                temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd
+            )
+            try:
+                digest = hashlib.sha256()
+                size = 0
+                for chunk in payload:
+                    view = memoryview(chunk)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    digest.update(chunk)
+                    size += len(chunk)
+                os.fchmod(fd, mode)
+                os.close(fd)
+                fd = None
+                os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                if fd is not None:
+                    os.close(fd)
+                try:
+                    os.unlink(temp, dir_fd=dir_fd)
+                except OSError:
+                    pass
+                raise
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    finally:
+        os.close(dir_fd)
+    return {"path": path, "size": size, "mtime": info.st_mtime, "etag": digest.hexdigest()[:32]}, b""
+
+
+def op_create(args, payload):
+    path = args["path"]
+    dir_fd, name = parent_of(path, create=True)
+    try:
+        if args["type"] == "directory":
+            os.mkdir(name, 0o755, dir_fd=dir_fd)
+        else:
+            os.close(
+                os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+            )
+        result = entry(dir_fd, name, "/".join(split(path)))
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    finally:
+        os.close(dir_fd)
+    return result, b""
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(src_fd, src, dst_fd, dst):
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(src_fd, src.encode(), dst_fd, dst.encode(), RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err))
+    # No renameat2 (old kernel or gVisor): check, then rename; the window is tiny.
+    try:
+        os.stat(dst, dir_fd=dst_fd, follow_symlinks=False)
+        raise OSError(errno.EEXIST, "exists")
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+
+
+def op_move(args, payload):
+    source, target = args["from"], args["to"]
+    if split(target)[: len(split(source))] == split(source):
+        raise AgentError("path_invalid", "A folder cannot be moved into itself.")
+    src_fd, src_name = parent_of(source)
+    try:
+        dst_fd, dst_name = parent_of(target, create=True)
+    except BaseException:
+        os.close(src_fd)
+        raise
+    try:
+        os.stat(src_name, dir_fd=src_fd, follow_symlinks=False)
+        try:
+            rename_noreplace(src_fd, src_name, dst_fd, dst_name)
+        except OSError as exc:
+            raise os_error(exc, target) from None
+        result = entry(dst_fd, dst_name, "/".join(split(target)))
+    except OSError as exc:
+        raise os_error(exc, source) from None
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+    return result, b""
+
+
+def op_delete(args, payload):
+    path = args["path"]
+    dir_fd, name = parent_of(path)
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(name, dir_fd=dir_fd)  # fd-based, never follows links
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    finally:
+        os.close(dir_fd)
+    return {"path": path}, b""
+
+
+def op_search(args, payload):
+    rel = "/".join(split(args.get("path", "")))
+    needle = str(args["q"]).lower()
+    limit = int(args.get("max_matches", 200))
+    matches = []
+    fd = open_dir(split(rel), path=rel)
+    try:
+        for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+            base = os.path.normpath(os.path.join(rel, dirpath)) if rel else os.path.normpath(dirpath)
+            base = "" if base == "." else base
+            for name in sorted(filenames):
+                try:
+                    ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    info = os.fstat(ffd)
+                    if not stat.S_ISREG(info.st_mode) or info.st_size > 2 * 1024 * 1024:
+                        continue
+                    data = read_fd(ffd)
+                finally:
+                    os.close(ffd)
+                if b"\0" in data[:8192]:
+                    continue
+                for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+                    if needle in line.lower():
+                        matches.append({"path": join(base, name), "line": number, "text": line.strip()[:300]})
+                        if len(matches) >= limit:
+                            return {"matches": matches, "truncated": True}, b""
+    finally:
+        os.close(fd)
+    return {"matches": matches, "truncated": False}, b""
+
+
+class FrameWriter:
+    """A write-only stream whose bytes go out as response frames (``more: true``)."""
+
+    def __init__(self, send, request_id):
+        self.send = send
+        self.request_id = request_id
+        self.buffer = bytearray()
+
+    def write(self, data):
+        self.buffer += data
+        if len(self.buffer) >= CHUNK:
+            self.flush()
+        return len(data)
+
+    def flush(self):
+        if self.buffer:
+            self.send({"id": self.request_id, "ok": True, "more": True}, bytes(self.buffer))
+            self.buffer.clear()
+
+
+def op_stat(args, payload):
+    path = args.get("path", "")
+    parts = split(path)
+    if not parts:
+        return {"name": "", "path": "", "type": "directory", "size": 0, "mtime": os.stat(ROOT).st_mtime}, b""
+    dir_fd, name = parent_of(path)
+    try:
+        return entry(dir_fd, name, "/".join(parts)), b""
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    finally:
+        os.close(dir_fd)
+
+
+def op_cat(args, payload, send=None, request_id=None):
+    """Stream a file of any size as ``more`` frames (downloads)."""
+    path = args["path"]
+    dir_fd, name = parent_of(path)
+    try:
+        fd, info = open_file(dir_fd, name, path)
+    finally:
+        os.close(dir_fd)
+    try:
+        while True:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                break
+            send({"id": request_id, "ok": True, "more": True}, chunk)
+    finally:
+        os.close(fd)
+    return {"path": path, "size": info.st_size}, b""
+
+
+def op_zip(args, payload, send=None, request_id=None):
+    rel = "/".join(split(args.get("path", "")))
+    fd = open_dir(split(rel), path=rel)
+    out = FrameWriter(send, request_id)
+    try:
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+                dirnames.sort()
+                prefix = os.path.normpath(dirpath)
+                prefix = "" if prefix == "." else prefix + "/"
+                if prefix:
+                    archive.writestr(zipfile.ZipInfo(prefix), b"")
+                for name in sorted(filenames):
+                    try:
+                        ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+                    except OSError:
+                        continue  # links and vanished files are left out
+                    try:
+                        info = os.fstat(ffd)
+                        if not stat.S_ISREG(info.st_mode):
+                            continue
+                        os.set_blocking(ffd, True)
+                        member = zipfile.ZipInfo(
+                            prefix + name, time.localtime(max(info.st_mtime, 315532800))[:6]
+                        )
+                        member.compress_type = zipfile.ZIP_DEFLATED
+                        member.external_attr = (stat.S_IMODE(info.st_mode) | stat.S_IFREG) << 16
+                        with archive.open(member, "w", force_zip64=info.st_size > 2**31) as sink:
+                            while True:
+                                chunk = os.read(ffd, CHUNK)
+                                if not chunk:
+                                    break
+                                sink.write(chunk)
+                    finally:
+                        os.close(ffd)
+        out.flush()
+    finally:
+        os.close(fd)
+    return {"path": rel}, b""
+
+
+# --- supervised processes ---------------------------------------------------------------------
 
 
 def oom_kills():
@@ -33,42 +506,64 @@ def oom_kills():
     return None
 
 
-def kill_group(child):
-    """SIGKILL the command's process group until it is empty. The direct child is reaped here;
-    its orphans are reaped by the container's init."""
-    for _ in range(400):
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            return
-        child.poll()
-        time.sleep(0.002)
+class Reaper:
+    """Waits for the direct child with ``wait4``, which gives that child's own peak memory
+    (``RUSAGE_CHILDREN`` would mix in every earlier command of this helper)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.status = None
+        self.max_rss_kb = None
+
+    def poll(self):
+        if self.status is None:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            if pid:
+                self.status, self.max_rss_kb = status, usage.ru_maxrss or None
+        return self.status is not None
+
+    def wait(self):
+        if self.status is None:
+            _, self.status, usage = os.wait4(self.pid, 0)
+            self.max_rss_kb = usage.ru_maxrss or None
+        return os.waitstatus_to_exitcode(self.status)
+
+    def kill_group(self):
+        """SIGKILL the command's process group until it is empty; orphans are reaped by the
+        container's init."""
+        for _ in range(400):
+            self.poll()
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.002)
 
 
-def main():
-    request = json.loads(sys.stdin.buffer.read())
+def supervise(request):
+    """Run ``argv`` in a new session; on timeout, and at the end in any case, kill its whole
+    process group. Keep ``limit`` bytes of each stream and drain the rest."""
     limit = int(request["limit"])
-    deadline_after = float(request["timeout"])
     stdin_data = base64.b64decode(request.get("stdin") or "")
     env = dict(os.environ)
     env.update(request.get("env") or {})
-    oom_before = oom_kills()
     started = time.monotonic()
+    oom_before = oom_kills()
+    argv = [str(a) for a in request["argv"]]
     try:
         child = subprocess.Popen(
-            request["argv"],
-            cwd=request.get("cwd") or "/workspace",
+            argv,
+            cwd=request.get("cwd") or ROOT,
             env=env,
             start_new_session=True,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-    except (FileNotFoundError, PermissionError, NotADirectoryError, OSError) as exc:
-        message = f"{request['argv'][0]}: {exc.strerror or exc}\n".encode()
-        code = 127 if isinstance(exc, FileNotFoundError) else 126
-        result = {
-            "exit_code": code,
+    except OSError as exc:
+        message = f"{argv[0] if argv else ''}: {exc.strerror or exc}\n".encode()
+        return {
+            "exit_code": 127 if isinstance(exc, FileNotFoundError) else 126,
             "stdout": "",
             "stderr": base64.b64encode(message).decode(),
             "duration_ms": 0,
@@ -77,40 +572,34 @@ def main():
             "oom_killed": False,
             "max_rss_kb": None,
         }
-        sys.stdout.write(json.dumps(result))
-        return
-
-    kept = {child.stdout.fileno(): bytearray(), child.stderr.fileno(): bytearray()}
-    open_fds = set(kept)
+    reaper = Reaper(child.pid)
+    out_fd, err_fd = child.stdout.fileno(), child.stderr.fileno()
+    kept = {out_fd: bytearray(), err_fd: bytearray()}
+    open_fds = {out_fd, err_fd}
     truncated = False
     stdin_fd = child.stdin.fileno()
     os.set_blocking(stdin_fd, False)
-    pending_in = stdin_data
-    if not pending_in:
+    pending = stdin_data
+    if not pending:
         child.stdin.close()
         stdin_fd = None
-    deadline = started + deadline_after
+    deadline = started + float(request["timeout"])
     timed_out = False
     exited_at = None
-    while open_fds or child.poll() is None:
+    while open_fds or not reaper.poll():
         now = time.monotonic()
-        remaining = deadline - now
-        if remaining <= 0:
+        if now >= deadline:
             timed_out = True
             break
-        if exited_at is None and child.poll() is not None:
+        if exited_at is None and reaper.poll():
             exited_at = now
         if exited_at is not None and now - exited_at > 0.2:
-            break  # the command is done; a background child holding its output is not waited for
-        writers = [stdin_fd] if stdin_fd is not None else []
+            break  # done; a background child still holding the output is not waited for
         if not open_fds:
-            # Output closed but the process lives on: wait for it without spinning.
-            try:
-                child.wait(timeout=min(remaining, 0.05))
-            except subprocess.TimeoutExpired:
-                pass
+            time.sleep(0.005)
             continue
-        readable, writable, _ = select.select(list(open_fds), writers, [], min(remaining, 0.1))
+        writers = [stdin_fd] if stdin_fd is not None else []
+        readable, writable, _ = select.select(list(open_fds), writers, [], min(deadline - now, 0.05))
         for fd in readable:
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -123,15 +612,21 @@ def main():
                 truncated = True
         if writable:
             try:
-                sent = os.write(stdin_fd, pending_in[:65536])
-                pending_in = pending_in[sent:]
+                sent = os.write(stdin_fd, pending[:65536])
+                pending = pending[sent:]
             except BrokenPipeError:
-                pending_in = b""
-            if not pending_in:
+                pending = b""
+            if not pending:
                 child.stdin.close()
                 stdin_fd = None
-    kill_group(child)
-    returncode = child.wait()
+    reaper.kill_group()
+    returncode = reaper.wait()
+    child.returncode = returncode  # so that Popen never waits for it again
+    for stream in (child.stdout, child.stderr, child.stdin):
+        try:
+            stream.close()
+        except (OSError, ValueError):
+            pass
     duration_ms = int((time.monotonic() - started) * 1000)
     oom_after = oom_kills()
     killed = returncode == -signal.SIGKILL
@@ -139,17 +634,133 @@ def main():
         oom_killed = oom_after > oom_before and killed and not timed_out
     else:
         oom_killed = killed and not timed_out  # no cgroup view (gVisor): a SIGKILL we did not send
-    result = {
+    return {
         "exit_code": None if timed_out else (returncode if returncode >= 0 else 128 - returncode),
-        "stdout": base64.b64encode(bytes(kept[child.stdout.fileno()])).decode(),
-        "stderr": base64.b64encode(bytes(kept[child.stderr.fileno()])).decode(),
+        "stdout": base64.b64encode(bytes(kept[out_fd])).decode(),
+        "stderr": base64.b64encode(bytes(kept[err_fd])).decode(),
         "duration_ms": duration_ms,
         "timed_out": timed_out,
         "truncated": truncated,
         "oom_killed": oom_killed,
-        "max_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss or None,
+        "max_rss_kb": reaper.max_rss_kb,
     }
-    sys.stdout.write(json.dumps(result))
+
+
+def op_exec(args, payload):
+    return supervise(args), b""
+
+
+def op_ping(args, payload):
+    return {"pid": os.getpid()}, b""
+
+
+OPERATIONS = {
+    "ping": op_ping,
+    "list": op_list,
+    "read": op_read,
+    "write": op_write,
+    "create": op_create,
+    "move": op_move,
+    "delete": op_delete,
+    "search": op_search,
+    "stat": op_stat,
+    "cat": op_cat,
+    "zip": op_zip,
+    "exec": op_exec,
+}
+
+STREAMING = {"cat", "zip"}
+
+# --- the RPC loop -----------------------------------------------------------------------------
+
+
+def serve():
+    stdin = sys.stdin.buffer
+    stdout = sys.stdout.buffer
+    write_lock = threading.Lock()
+
+    def send(header, payload=b""):
+        header = dict(header, size=len(payload))
+        data = json.dumps(header).encode()
+        with write_lock:
+            stdout.write(struct.pack(">I", len(data)) + data)
+            if payload:
+                stdout.write(payload)
+            stdout.flush()
+
+    def read_exact(n):
+        data = stdin.read(n)
+        if data is None or len(data) < n:
+            raise EOFError
+        return data
+
+    def payload_chunks(size):
+        remaining = size
+        while remaining:
+            chunk = stdin.read(min(CHUNK, remaining))
+            if not chunk:
+                raise EOFError
+            remaining -= len(chunk)
+            yield chunk
+
+    def run(request_id, op, args, payload):
+        try:
+            if op in STREAMING:
+                result, data = OPERATIONS[op](args, payload, send=send, request_id=request_id)
+            else:
+                result, data = OPERATIONS[op](args, payload)
+            send({"id": request_id, "ok": True, "result": result}, data)
+        except AgentError as exc:
+            send({"id": request_id, "ok": False, "error": exc.payload})
+        except Exception as exc:  # report, and keep serving
+            send(
+                {
+                    "id": request_id,
+                    "ok": False,
+                    "error": {"code": "agent_error", "detail": f"{type(exc).__name__}: {exc}", "status": 500},
+                }
+            )
+
+    while True:
+        try:
+            (length,) = struct.unpack(">I", read_exact(4))
+            header = json.loads(read_exact(length))
+        except EOFError:
+            return
+        request_id, op = header.get("id"), header.get("op")
+        args = header.get("args") or {}
+        size = int(header.get("size") or 0)
+        if op not in OPERATIONS:
+            for _ in payload_chunks(size):
+                pass
+            send(
+                {
+                    "id": request_id,
+                    "ok": False,
+                    "error": {"code": "bad_op", "detail": f"unknown {op}", "status": 500},
+                }
+            )
+            continue
+        if op == "write":
+            # The payload streams in on this thread, straight into the file. Whatever a refused
+            # write did not read is drained, so the next frame starts where it should.
+            chunks = payload_chunks(size)
+            run(request_id, op, args, chunks)
+            for _ in chunks:
+                pass
+            continue
+        payload = b"".join(payload_chunks(size))
+        threading.Thread(target=run, args=(request_id, op, args, [payload]), daemon=True).start()
+
+
+def main():
+    os.umask(0o022)
+    mode = sys.argv[1] if len(sys.argv) > 1 else "once"
+    if mode == "serve":
+        serve()
+    else:
+        request = json.loads(sys.stdin.buffer.read())
+        sys.stdout.write(json.dumps(supervise(request)))
 
 
 main()

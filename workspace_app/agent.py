@@ -1,0 +1,221 @@
+"""The backend side of the persistent helper inside each session's sandbox.
+
+One :class:`AgentClient` per running container, started on demand and restarted when it dies.
+It multiplexes requests over the helper's stdin/stdout (see ``sandbox_agent.py`` for the frame
+format): callers on any thread send a request and wait for the frames with their id, which a
+reader thread dispatches. The helper walks every path itself, so it is never a way around the
+path checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import queue
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from core_app.errors import DomainError
+from core_app.metrics import AGENT_RESTARTS
+from sessions_app.models import Session
+from sessions_app.runtime import SANDBOX_AGENT_SOURCE, get_runtime
+from sessions_app.runtime.base import ProcessStream
+from sessions_app.runtime.errors import RuntimeFailure
+from sessions_app.specs import session_ref
+
+logger = logging.getLogger(__name__)
+
+AGENT_ARGV = ["python3", "-u", "-c", SANDBOX_AGENT_SOURCE, "serve"]
+CHUNK = 256 * 1024
+_GONE = object()
+
+
+class AgentError(DomainError):
+    """An error the helper reported (not found, conflict, symlink refused...)."""
+
+
+class AgentGone(RuntimeFailure):
+    code = "helper_unavailable"
+    default_detail = "The session's helper process stopped. Try again; it restarts by itself."
+
+
+@dataclass
+class Reply:
+    result: dict[str, Any]
+    data: bytes
+
+
+class AgentClient:
+    def __init__(self, stream: ProcessStream, *, label: str) -> None:
+        self._stream = stream
+        self.label = label
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, queue.SimpleQueue[Any]] = {}
+        self._pending_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.alive = True
+        self._reader = threading.Thread(target=self._read_loop, name=f"agent-{label}", daemon=True)
+        self._reader.start()
+
+    # --- wire ---------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = self._stream.read()
+                if not chunk:
+                    return
+                buffer += chunk
+                while len(buffer) >= 4:
+                    (length,) = struct.unpack(">I", buffer[:4])
+                    if len(buffer) < 4 + length:
+                        break
+                    header = json.loads(buffer[4 : 4 + length])
+                    size = int(header.get("size") or 0)
+                    if len(buffer) < 4 + length + size:
+                        break
+                    payload = bytes(buffer[4 + length : 4 + length + size])
+                    del buffer[: 4 + length + size]
+                    with self._pending_lock:
+                        waiter = self._pending.get(header.get("id"))
+                    if waiter is not None:
+                        waiter.put((header, payload))
+        except Exception:
+            logger.exception("helper %s: reading failed", self.label)
+        finally:
+            self.alive = False
+            with self._pending_lock:
+                waiters = list(self._pending.values())
+            for waiter in waiters:
+                waiter.put(_GONE)
+
+    def _send(
+        self, request_id: int, op: str, args: dict[str, Any], payload: Iterable[bytes], size: int
+    ) -> None:
+        header = json.dumps({"id": request_id, "op": op, "args": args, "size": size}).encode()
+        with self._send_lock:
+            try:
+                self._stream.write(struct.pack(">I", len(header)) + header)
+                sent = 0
+                for chunk in payload:
+                    self._stream.write(chunk)
+                    sent += len(chunk)
+                if sent != size:
+                    raise ValueError(f"payload was {sent} bytes, announced {size}")
+            except OSError as exc:
+                self.alive = False
+                raise AgentGone() from exc
+
+    def _frames(
+        self, op: str, args: dict[str, Any], payload: Iterable[bytes], size: int, timeout: float
+    ) -> Iterator[tuple[dict[str, Any], bytes]]:
+        if not self.alive:
+            raise AgentGone()
+        request_id = next(self._ids)
+        waiter: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        with self._pending_lock:
+            self._pending[request_id] = waiter
+        try:
+            self._send(request_id, op, args, payload, size)
+            while True:
+                try:
+                    item = waiter.get(timeout=timeout)
+                except queue.Empty:
+                    raise AgentGone(f"The session's helper did not answer within {timeout:.0f} s.") from None
+                if item is _GONE:
+                    raise AgentGone()
+                header, data = item
+                if not header.get("ok"):
+                    error = header.get("error") or {}
+                    failure = AgentError(error.get("detail"), code=error.get("code", "agent_error"))
+                    failure.status_code = int(error.get("status", 400))
+                    failure.extra = {k: v for k, v in error.items() if k not in {"code", "detail", "status"}}
+                    raise failure
+                yield header, data
+                if not header.get("more"):
+                    return
+        finally:
+            with self._pending_lock:
+                self._pending.pop(request_id, None)
+
+    # --- calls --------------------------------------------------------------------------------
+
+    def call(
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        *,
+        payload: bytes | Iterable[bytes] = b"",
+        size: int | None = None,
+        timeout: float = 60.0,
+    ) -> Reply:
+        """One request, one answer. ``payload`` may be an iterable of chunks with ``size`` given."""
+        if isinstance(payload, bytes):
+            size, chunks = len(payload), [payload] if payload else []
+        else:
+            chunks = payload
+            assert size is not None, "a streamed payload needs its size"
+        for header, data in self._frames(op, args or {}, chunks, size, timeout):
+            if not header.get("more"):
+                return Reply(header.get("result") or {}, data)
+        raise AgentGone()
+
+    def stream(
+        self, op: str, args: dict[str, Any] | None = None, *, timeout: float = 300.0
+    ) -> Iterator[bytes]:
+        """A request whose answer comes as a stream of chunks (a zip of a folder)."""
+        for header, data in self._frames(op, args or {}, [], 0, timeout):
+            if header.get("more"):
+                yield data
+
+    def close(self) -> None:
+        self.alive = False
+        self._stream.close()
+
+
+class AgentRegistry:
+    """One helper per running container in this process, started on demand."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, AgentClient] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def get(self, session: Session) -> AgentClient:
+        key = session.container_id or session.container_name
+        agent = self._agents.get(key)
+        if agent is not None and agent.alive:
+            return agent
+        with self._lock_for(key):
+            agent = self._agents.get(key)
+            if agent is not None and agent.alive:
+                return agent
+            if agent is not None:
+                AGENT_RESTARTS.inc()
+                logger.warning("helper of session %s died; restarting it", session.public_id)
+            stream = get_runtime().open_stream(session_ref(session), AGENT_ARGV)
+            agent = AgentClient(stream, label=f"{session.public_id}/{key[:12]}")
+            self._agents[key] = agent
+            self._prune()
+            return agent
+
+    def open_private(self, session: Session) -> AgentClient:
+        """A helper of its own, for a long stream (a download) that must not hold up the shared one."""
+        stream = get_runtime().open_stream(session_ref(session), AGENT_ARGV)
+        return AgentClient(stream, label=f"{session.public_id}/private")
+
+    def _prune(self) -> None:
+        for key in [key for key, agent in self._agents.items() if not agent.alive]:
+            del self._agents[key]
+
+
+agents = AgentRegistry()

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from workspace_app.paths import MAX_PATH_CHARS
+
+
+def PathField(**kwargs: object) -> serializers.CharField:
+    """A workspace path. Its safety is checked by workspace_app.paths in the services, so that
+    every caller gets the same refusals; here only its size is bounded."""
+    return serializers.CharField(
+        max_length=MAX_PATH_CHARS * 2, trim_whitespace=False, allow_blank=True, **kwargs
+    )
+
+
+class EntryOutput(serializers.Serializer):
+    name = serializers.CharField()
+    path = serializers.CharField()
+    type = serializers.ChoiceField(choices=["file", "directory", "symlink"])
+    size = serializers.IntegerField()
+    mtime = serializers.FloatField()
+
+
+class ListingOutput(serializers.Serializer):
+    path = serializers.CharField(allow_blank=True)
+    entries = EntryOutput(many=True)
+
+
+class FileContentOutput(serializers.Serializer):
+    path = serializers.CharField()
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    encoding = serializers.ChoiceField(choices=["utf-8", "base64"])
+    size = serializers.IntegerField()
+    mtime = serializers.FloatField()
+    etag = serializers.CharField()
+
+
+class FileSaveInput(serializers.Serializer):
+    path = PathField()
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    encoding = serializers.ChoiceField(choices=["utf-8", "base64"], default="utf-8")
+    etag = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=64)
+
+
+class SavedOutput(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    mtime = serializers.FloatField()
+    etag = serializers.CharField()
+
+
+class CreateInput(serializers.Serializer):
+    path = PathField()
+    type = serializers.ChoiceField(choices=["file", "directory"])
+
+
+class MoveInput(serializers.Serializer):
+    # "from" is a Python keyword, hence the explicit field names.
+    def get_fields(self):  # type: ignore[no-untyped-def]
+        return {"from": PathField(), "to": PathField()}
+
+
+class SearchOutput(serializers.Serializer):
+    class Match(serializers.Serializer):
+        path = serializers.CharField()
+        line = serializers.IntegerField()
+        text = serializers.CharField(allow_blank=True)
+
+    matches = Match(many=True)
+    truncated = serializers.BooleanField()
+
+
+class ExecInput(serializers.Serializer):
+    argv = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False, max_length=65536), required=False, max_length=1000
+    )
+    command = serializers.CharField(required=False, trim_whitespace=False, max_length=65536)
+    timeout = serializers.FloatField(required=False)
+    stdin = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=1024 * 1024
+    )
+    cwd = PathField(required=False)
+
+    def validate(self, data):  # type: ignore[no-untyped-def]
+        if ("argv" in data) == ("command" in data):
+            raise serializers.ValidationError("Give either argv (a list) or command (a string).")
+        return data
+
+
+class RunInput(serializers.Serializer):
+    path = PathField()
+    args = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False), required=False, max_length=1000
+    )
+    stdin = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=1024 * 1024
+    )
+    timeout = serializers.FloatField(required=False)
+
+
+class ExecOutput(serializers.Serializer):
+    exit_code = serializers.IntegerField(allow_null=True)
+    stdout = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    stderr = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    duration_ms = serializers.IntegerField()
+    timed_out = serializers.BooleanField()
+    truncated = serializers.BooleanField()
+    oom_killed = serializers.BooleanField()
+    max_rss_kb = serializers.IntegerField(allow_null=True)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from workspace_app.api import views
+
+prefix = "sessions/<str:session_id>"
+urlpatterns = [
+    path(f"{prefix}/files", views.FilesView.as_view(), name="api-files"),
+    path(f"{prefix}/files/content", views.FileContentView.as_view(), name="api-file-content"),
+    path(f"{prefix}/files/move", views.FileMoveView.as_view(), name="api-file-move"),
+    path(f"{prefix}/files/upload", views.FileUploadView.as_view(), name="api-file-upload"),
+    path(f"{prefix}/files/download", views.FileDownloadView.as_view(), name="api-file-download"),
+    path(f"{prefix}/files/search", views.FileSearchView.as_view(), name="api-file-search"),
+    path(f"{prefix}/exec", views.ExecView.as_view(), name="api-exec"),
+    path(f"{prefix}/run", views.RunView.as_view(), name="api-run"),
+]

@@ -1,0 +1,244 @@
+"""Workspace API: files and execution in a session's /workspace. Thin views over the services;
+another user's session answers 404 (the selector does not find it)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
+from urllib.parse import quote
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core_app.api.throttling import ApiRateThrottle, ExecRateThrottle, SaveRateThrottle
+from sessions_app.api.views import SessionAPIView
+from workspace_app import services
+from workspace_app.api.serializers import (
+    CreateInput,
+    EntryOutput,
+    ExecInput,
+    ExecOutput,
+    FileContentOutput,
+    FileSaveInput,
+    ListingOutput,
+    MoveInput,
+    RunInput,
+    SavedOutput,
+    SearchOutput,
+)
+
+PATH = OpenApiParameter("path", str, description="Relative to /workspace; empty or '.' is the root.")
+
+
+def _path(request: Request, *, required: bool = True) -> str:
+    path = request.query_params.get("path")
+    if path is None:
+        if required:
+            raise exceptions.ValidationError({"path": ["This query parameter is required."]})
+        return ""
+    return path
+
+
+def _exec_response(result: object) -> Response:
+    data = asdict(result)  # type: ignore[call-overload]
+    data["stdout"] = data["stdout"].decode("utf-8", "replace")
+    data["stderr"] = data["stderr"].decode("utf-8", "replace")
+    return Response(ExecOutput(data).data)
+
+
+class FilesView(SessionAPIView):
+    @extend_schema(parameters=[PATH], responses=ListingOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        session = self.get_session(request, session_id)
+        return Response(
+            ListingOutput(services.workspace_list(session=session, path=_path(request, required=False))).data
+        )
+
+    @extend_schema(request=CreateInput, responses={201: EntryOutput})
+    def post(self, request: Request, session_id: str) -> Response:
+        data = CreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        entry = services.workspace_create(
+            session=self.get_session(request, session_id),
+            path=data.validated_data["path"],
+            kind=data.validated_data["type"],
+        )
+        return Response(EntryOutput(entry).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[PATH], responses={204: None})
+    def delete(self, request: Request, session_id: str) -> Response:
+        services.workspace_delete(session=self.get_session(request, session_id), path=_path(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FileContentView(SessionAPIView):
+    def get_throttles(self):  # type: ignore[no-untyped-def]
+        if self.request.method == "PUT":
+            return [SaveRateThrottle(), ApiRateThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(parameters=[PATH], responses=FileContentOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        content = services.workspace_read(session=self.get_session(request, session_id), path=_path(request))
+        return Response(FileContentOutput(content).data)
+
+    @extend_schema(request=FileSaveInput, responses=SavedOutput)
+    def put(self, request: Request, session_id: str) -> Response:
+        data = FileSaveInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        if data.validated_data["encoding"] == "base64":
+            try:
+                content = base64.b64decode(data.validated_data["content"], validate=True)
+            except (binascii.Error, ValueError):
+                raise exceptions.ValidationError({"content": ["This is not valid base64."]}) from None
+        else:
+            content = data.validated_data["content"].encode("utf-8", "surrogatepass")
+        if len(content) > settings.VIBECODE_MAX_EDIT_BYTES:
+            raise exceptions.ValidationError(
+                {
+                    "content": [
+                        f"The file is over {settings.VIBECODE_MAX_EDIT_BYTES} bytes; upload it instead."
+                    ]
+                }
+            )
+        saved = services.workspace_write(
+            session=self.get_session(request, session_id),
+            path=data.validated_data["path"],
+            content=content,
+            etag=data.validated_data.get("etag"),
+        )
+        return Response(SavedOutput(saved).data)
+
+
+class FileMoveView(SessionAPIView):
+    @extend_schema(request=MoveInput, responses=EntryOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        data = MoveInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        moved = services.workspace_move(
+            session=self.get_session(request, session_id),
+            source=data.validated_data["from"],
+            target=data.validated_data["to"],
+        )
+        return Response(EntryOutput(moved).data)
+
+
+class FileUploadView(SessionAPIView):
+    """Multipart: ``files`` (one or more), ``path`` (destination folder), and optionally one
+    ``relative_paths`` per file to keep a dropped folder's structure."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string"},
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "relative_paths": {"type": "array", "items": {"type": "string"}},
+                },
+            }
+        },
+        responses={201: SavedOutput(many=True)},
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        # Refuse before reading a byte of the body.
+        services.check_upload_size(int(request.META.get("CONTENT_LENGTH") or 0))
+        session = self.get_session(request, session_id)
+        files = request.FILES.getlist("files")
+        if not files:
+            raise exceptions.ValidationError({"files": ["Attach at least one file."]})
+        names = request.data.getlist("relative_paths") or [f.name for f in files]
+        if len(names) != len(files):
+            raise exceptions.ValidationError(
+                {"relative_paths": ["Give one relative path per file, or none."]}
+            )
+        uploads = [
+            services.Upload(relative_path=name, size=f.size, chunks=f.chunks(256 * 1024))
+            for name, f in zip(names, files, strict=True)
+        ]
+        saved = services.workspace_upload(
+            session=session, directory=request.data.get("path", ""), uploads=uploads
+        )
+        return Response(SavedOutput(saved, many=True).data, status=status.HTTP_201_CREATED)
+
+
+async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Feed a blocking iterator to an ASGI response one chunk at a time (a sync iterator would
+    be read whole into memory first)."""
+    sentinel = object()
+    next_chunk = sync_to_async(lambda: next(chunks, sentinel), thread_sensitive=False)
+    while (chunk := await next_chunk()) is not sentinel:
+        yield chunk  # type: ignore[misc]
+
+
+class FileDownloadView(SessionAPIView):
+    @extend_schema(parameters=[PATH], responses={(200, "application/octet-stream"): bytes})
+    def get(self, request: Request, session_id: str) -> StreamingHttpResponse:
+        download = services.workspace_download(
+            session=self.get_session(request, session_id), path=_path(request)
+        )
+        # Under ASGI stream asynchronously; the test client (WSGI) takes the plain iterator.
+        body = _async_chunks(download.chunks) if request.META.get("wsgi.version") is None else download.chunks
+        response = StreamingHttpResponse(body, content_type=download.content_type)
+        response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(download.filename)}"
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "sandbox"
+        return response
+
+
+class FileSearchView(SessionAPIView):
+    @extend_schema(parameters=[OpenApiParameter("q", str, required=True), PATH], responses=SearchOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        found = services.workspace_search(
+            session=self.get_session(request, session_id),
+            query=request.query_params.get("q", ""),
+            path=_path(request, required=False),
+        )
+        return Response(SearchOutput(found).data)
+
+
+class ExecView(SessionAPIView):
+    throttle_classes = [ExecRateThrottle, ApiRateThrottle]
+
+    @extend_schema(request=ExecInput, responses=ExecOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        data = ExecInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        args = data.validated_data
+        argv = args["argv"] if "argv" in args else services.parse_command(args["command"])
+        result = services.workspace_exec(
+            session=self.get_session(request, session_id),
+            argv=argv,
+            timeout=args.get("timeout"),
+            stdin=args.get("stdin"),
+            cwd=args.get("cwd", ""),
+        )
+        return _exec_response(result)
+
+
+class RunView(SessionAPIView):
+    throttle_classes = [ExecRateThrottle, ApiRateThrottle]
+
+    @extend_schema(request=RunInput, responses=ExecOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        data = RunInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        args = data.validated_data
+        result = services.workspace_run(
+            session=self.get_session(request, session_id),
+            path=args["path"],
+            args=args.get("args"),
+            stdin=args.get("stdin"),
+            timeout=args.get("timeout"),
+        )
+        return _exec_response(result)

@@ -1,0 +1,288 @@
+"""Workspace files and code execution, through the session's persistent helper.
+
+Every function takes a session the caller has already resolved for its user (selectors enforce
+ownership), checks paths with :mod:`workspace_app.paths` (the first check; the helper walks the
+path again at the point of use), records activity, and calls the helper.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from core_app.errors import DomainError
+from sessions_app.models import Session
+from sessions_app.runtime.base import ExecResult
+from sessions_app.runtime.errors import SandboxNotRunning
+from sessions_app.services import session_touch
+from workspace_app.agent import AgentClient, agents
+from workspace_app.paths import clean_path
+
+SHELL_OPERATORS = (";", "&&", "||", "|", "`", "$(", ">", "<", "&", "\n", "\r")
+
+
+class ShellOperatorsRefused(DomainError):
+    code = "shell_operators_refused"
+    default_detail = (
+        "Commands run without a shell, so ; && || | ` $( > < & and newlines are not allowed. "
+        "Use the terminal for pipelines and redirections."
+    )
+
+
+class UnsupportedFileType(DomainError):
+    code = "unsupported_file_type"
+
+
+class InvalidCommand(DomainError):
+    code = "invalid_command"
+
+
+RUNNERS = {".py": "python3", ".js": "node", ".sh": "bash", ".c": "gcc"}
+
+
+def _agent(session: Session) -> AgentClient:
+    if session.status != Session.Status.RUNNING:
+        raise SandboxNotRunning(f"The session is {session.status}. Resume it to use its files.")
+    session_touch(session=session)
+    return agents.get(session)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def workspace_list(*, session: Session, path: str) -> dict[str, Any]:
+    return _agent(session).call("list", {"path": clean_path(path)}).result
+
+
+def workspace_stat(*, session: Session, path: str) -> dict[str, Any]:
+    return _agent(session).call("stat", {"path": clean_path(path)}).result
+
+
+def workspace_read(*, session: Session, path: str) -> dict[str, Any]:
+    """``{path, content, encoding, size, mtime, etag}``; text as UTF-8, anything else base64."""
+    clean = clean_path(path, allow_root=False)
+    try:
+        reply = _agent(session).call("read", {"path": clean, "max_bytes": settings.VIBECODE_MAX_EDIT_BYTES})
+    except DomainError as exc:
+        if exc.code == "file_too_large":
+            exc.detail = (
+                f"{clean} is too large to edit here (limit {settings.VIBECODE_MAX_EDIT_BYTES} bytes). "
+                "Download it instead."
+            )
+            exc.extra["download_url"] = (
+                f"/api/vibecode/sessions/{session.public_id}/files/download?path={clean}"
+            )
+        raise
+    try:
+        content, encoding = reply.data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        content, encoding = base64.b64encode(reply.data).decode(), "base64"
+    return {**reply.result, "content": content, "encoding": encoding}
+
+
+def workspace_write(
+    *, session: Session, path: str, content: bytes, etag: str | None = None, create_parents: bool = True
+) -> dict[str, Any]:
+    """Atomic save. With ``etag``, refuses (409 ``conflict`` with ``current_etag``) when the file
+    changed since that version was read, so nobody silently overwrites newer work."""
+    clean = clean_path(path, allow_root=False)
+    args = {"path": clean, "etag": etag or None, "create_parents": create_parents}
+    return _agent(session).call("write", args, payload=content).result
+
+
+def workspace_create(*, session: Session, path: str, kind: str) -> dict[str, Any]:
+    return _agent(session).call("create", {"path": clean_path(path, allow_root=False), "type": kind}).result
+
+
+def workspace_move(*, session: Session, source: str, target: str) -> dict[str, Any]:
+    args = {"from": clean_path(source, allow_root=False), "to": clean_path(target, allow_root=False)}
+    return _agent(session).call("move", args).result
+
+
+def workspace_delete(*, session: Session, path: str) -> None:
+    _agent(session).call("delete", {"path": clean_path(path, allow_root=False)})
+
+
+class UploadTooLarge(DomainError):
+    status_code = 413
+    code = "upload_too_large"
+
+
+def check_upload_size(length: int) -> None:
+    if length > settings.VIBECODE_MAX_UPLOAD_BYTES:
+        raise UploadTooLarge(
+            f"The upload is {length} bytes; the limit is {settings.VIBECODE_MAX_UPLOAD_BYTES}."
+        )
+
+
+@dataclass(frozen=True)
+class Upload:
+    relative_path: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+def workspace_upload(*, session: Session, directory: str, uploads: list[Upload]) -> list[dict[str, Any]]:
+    """Write each upload under ``directory``, keeping its relative path (a dropped folder).
+    Every path is checked before anything is written."""
+    base = clean_path(directory)
+    targets = [
+        clean_path(f"{base}/{upload.relative_path}" if base else upload.relative_path, allow_root=False)
+        for upload in uploads
+    ]
+    for upload in uploads:
+        clean_path(upload.relative_path, allow_root=False)  # refuse ../ in the name itself
+    agent = _agent(session)
+    written = []
+    for upload, target in zip(uploads, targets, strict=True):
+        args = {"path": target, "create_parents": True}
+        written.append(agent.call("write", args, payload=upload.chunks, size=upload.size, timeout=600).result)
+    return written
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    content_type: str
+    chunks: Iterator[bytes]
+
+
+def workspace_download(*, session: Session, path: str) -> Download:
+    """A file as it is, or a folder (``""``: the whole workspace) as a zip, streamed."""
+    clean = clean_path(path)
+    info = _agent(session).call("stat", {"path": clean}).result
+    private = agents.open_private(session)
+
+    def chunks(op: str) -> Iterator[bytes]:
+        try:
+            yield from private.stream(op, {"path": clean})
+        finally:
+            private.close()
+
+    if info["type"] == "directory":
+        name = (clean.rsplit("/", 1)[-1] if clean else session.name) or "workspace"
+        return Download(f"{name}.zip", "application/zip", chunks("zip"))
+    return Download(info["name"], "application/octet-stream", chunks("cat"))
+
+
+def workspace_search(*, session: Session, query: str, path: str = "") -> dict[str, Any]:
+    if not query or len(query) > 200:
+        raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
+    args = {"path": clean_path(path), "q": query, "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES}
+    return _agent(session).call("search", args, timeout=60).result
+
+
+# --- execution --------------------------------------------------------------------------------
+
+
+def parse_command(command: str) -> list[str]:
+    """Split a command line with shlex. Shell operators are refused: nothing runs through a
+    shell, and a pipeline that silently did something else would be worse than a clear no."""
+    if any(operator in command for operator in SHELL_OPERATORS):
+        raise ShellOperatorsRefused()
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise InvalidCommand(f"The command could not be parsed: {exc}.") from None
+    if not argv:
+        raise InvalidCommand("The command is empty.")
+    return argv
+
+
+def _timeout(requested: float | None) -> float:
+    if requested is None:
+        return float(settings.VIBECODE_EXEC_TIMEOUT_SECONDS)
+    if not 0 < requested <= settings.VIBECODE_EXEC_MAX_TIMEOUT_SECONDS:
+        raise DomainError(
+            f"The timeout must be between 0 and {settings.VIBECODE_EXEC_MAX_TIMEOUT_SECONDS} seconds.",
+            code="invalid_timeout",
+        )
+    return float(requested)
+
+
+def _result(raw: dict[str, Any]) -> ExecResult:
+    return ExecResult(
+        exit_code=raw["exit_code"],
+        stdout=base64.b64decode(raw["stdout"]),
+        stderr=base64.b64decode(raw["stderr"]),
+        duration_ms=int(raw["duration_ms"]),
+        timed_out=bool(raw["timed_out"]),
+        truncated=bool(raw["truncated"]),
+        oom_killed=bool(raw["oom_killed"]),
+        max_rss_kb=raw["max_rss_kb"],
+    )
+
+
+def workspace_exec(
+    *,
+    session: Session,
+    argv: list[str],
+    timeout: float | None = None,
+    stdin: str | None = None,
+    cwd: str = "",
+) -> ExecResult:
+    """Run ``argv`` as the sandbox user in ``/workspace/<cwd>``. No shell; on timeout the whole
+    process tree is killed; each output stream keeps ``VIBECODE_EXEC_OUTPUT_LIMIT_BYTES``."""
+    if not argv or not all(isinstance(arg, str) and "\0" not in arg for arg in argv):
+        raise InvalidCommand("argv must be a non-empty list of strings without NUL characters.")
+    seconds = _timeout(timeout)
+    directory = clean_path(cwd)
+    request = {
+        "argv": argv,
+        "cwd": f"/workspace/{directory}" if directory else "/workspace",
+        "timeout": seconds,
+        "limit": settings.VIBECODE_EXEC_OUTPUT_LIMIT_BYTES,
+        "stdin": base64.b64encode((stdin or "").encode()).decode(),
+    }
+    agent = _agent(session)
+    if directory:
+        kind = agent.call("stat", {"path": directory}).result["type"]
+        if kind != "directory":
+            raise DomainError(f"{directory} is not a directory.", code="not_a_directory")
+    return _result(agent.call("exec", request, timeout=seconds + 30).result)
+
+
+def workspace_run(
+    *,
+    session: Session,
+    path: str,
+    args: list[str] | None = None,
+    stdin: str | None = None,
+    timeout: float | None = None,
+) -> ExecResult:
+    """Run a file by its extension: .py, .js, .sh, or .c (compiled, then run)."""
+    clean = clean_path(path, allow_root=False)
+    suffix = "." + clean.rsplit(".", 1)[-1].lower() if "." in clean.rsplit("/", 1)[-1] else ""
+    runner = RUNNERS.get(suffix)
+    if runner is None:
+        supported = ", ".join(sorted(RUNNERS))
+        raise UnsupportedFileType(f"VibeCode can run {supported} files; {clean} is not one of them.")
+    extra = [str(arg) for arg in (args or [])]
+    if runner != "gcc":
+        return workspace_exec(session=session, argv=[runner, clean, *extra], timeout=timeout, stdin=stdin)
+    binary = f"/tmp/vibecode-run-{secrets.token_hex(6)}"
+    compiled = workspace_exec(
+        session=session, argv=["gcc", "-O2", "-Wall", "-o", binary, clean, "-lm"], timeout=timeout
+    )
+    if compiled.exit_code != 0:
+        return compiled
+    try:
+        ran = workspace_exec(session=session, argv=[binary, *extra], timeout=timeout, stdin=stdin)
+    finally:
+        workspace_exec(session=session, argv=["rm", "-f", binary], timeout=10)
+    return ExecResult(
+        exit_code=ran.exit_code,
+        stdout=ran.stdout,
+        stderr=compiled.stderr + ran.stderr,
+        duration_ms=compiled.duration_ms + ran.duration_ms,
+        timed_out=ran.timed_out,
+        truncated=ran.truncated,
+        oom_killed=ran.oom_killed,
+        max_rss_kb=ran.max_rss_kb,
+    )
