@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
@@ -11,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from core_app.api.errors import error_body
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("vibecode.access")
 
 
 def is_api(request: HttpRequest) -> bool:
@@ -38,3 +41,29 @@ class ApiErrorMiddleware:
             error_body("Something went wrong on the server. It has been logged.", "server_error"),
             status=500,
         )
+
+
+class AccessLogMiddleware:
+    """One line per request: method, path (never the query string: tokens and tickets travel
+    there), status, duration and user. Daphne's own access log is off (``-v 0``) for that reason.
+    Each request gets an id, answered in ``X-Request-ID``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.monotonic()
+        request.id = uuid.uuid4().hex[:12]  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.id  # type: ignore[attr-defined]
+        user = getattr(request, "user", None)
+        access_logger.info(
+            "%s %s %s %.1fms user=%s request=%s",
+            request.method,
+            request.path,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+            user.pk if user is not None and user.is_authenticated else "-",
+            request.id,  # type: ignore[attr-defined]
+        )
+        return response

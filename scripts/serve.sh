@@ -19,5 +19,6 @@ shown_host="$HOST"
 log "VibeCode is starting at http://$shown_host:$PORT/"
 log "Sign in with the staff user printed above (created on the first run only),"
 log "or create more users at http://$shown_host:$PORT/admin/ . Stop with Ctrl-C."
-# No --access-log: access lines would carry query strings, where terminal tickets travel.
-exec "$VENV/bin/daphne" -b "$HOST" -p "$PORT" vibecode_project.asgi:application
+# -v 0: daphne's access log would record query strings, where tokens and tickets travel;
+# VibeCode logs its own access lines without them (core_app.middleware.AccessLogMiddleware).
+exec "$VENV/bin/daphne" -v 0 -b "$HOST" -p "$PORT" vibecode_project.asgi:application

@@ -174,12 +174,13 @@ def session_suspend(*, session: Session, actor: AbstractBaseUser | None = None) 
         return session
     if session.status not in {Session.Status.RUNNING, Session.Status.ERROR}:
         raise SessionBusy(f"The session is {session.status}; it can be suspended once that is over.")
+    # Terminals hear it first, so that they say "suspended" rather than see their shell vanish.
+    _notify_terminals(session, "suspended")
     get_runtime().stop(specs.session_ref(session))
     session = _transition(
         session, to=Session.Status.SUSPENDED, allowed_from={Session.Status.RUNNING, Session.Status.ERROR}
     )
     session_event_record(session=session, action=SessionEvent.Action.SUSPEND, actor=actor)
-    _notify_terminals(session, "suspended")
     logger.info("session %s suspended, container %s", session.public_id, session.short_container_id)
     return session
 

@@ -1,7 +1,11 @@
-"""WebSocket routes. The terminal consumer arrives with the terminal issue."""
+"""WebSocket routes (the seed guide's path)."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import re_path
 
-websocket_urlpatterns: list[URLPattern] = []
+from terminal_app.consumers import TerminalConsumer
+
+websocket_urlpatterns = [
+    re_path(r"^api/vibecode/ws/terminal$", TerminalConsumer.as_asgi()),
+]

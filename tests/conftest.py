@@ -125,6 +125,9 @@ def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen 
     raise RuntimeError(f"nothing answered {url} within {timeout:.0f} s")
 
 
+DAPHNE = [sys.executable, "-m", "daphne", "-v", "0"]
+
+
 class Daphne:
     """A daphne process serving this checkout, for tests of the real wire."""
 
@@ -134,16 +137,8 @@ class Daphne:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "vibecode_project.asgi:application",
-            ],
+            # -v 0 as in scripts/serve.sh: no daphne access log (it would record query strings).
+            [*DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "vibecode_project.asgi:application"],
             cwd=REPO_ROOT,
             env=env,
             stdout=self._log,

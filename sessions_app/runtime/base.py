@@ -98,12 +98,21 @@ class SandboxInfo:
 
 
 class Tty(abc.ABC):
-    """An interactive TTY exec: a raw byte socket plus resize and close."""
+    """An interactive TTY exec: a raw byte socket plus resize and close.
+
+    ``sock`` carries the terminal's bytes both ways, unframed. Async callers may set it
+    non-blocking and use the event loop's ``sock_recv``/``sock_sendall`` on it.
+    """
 
     sock: socket.socket
 
     @abc.abstractmethod
-    def resize(self, *, cols: int, rows: int) -> None: ...
+    def resize(self, *, cols: int, rows: int) -> None:
+        """Apply a new window size (the process gets SIGWINCH). Gone already: no-op."""
+
+    @abc.abstractmethod
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended, else None."""
 
     @abc.abstractmethod
     def close(self) -> None:

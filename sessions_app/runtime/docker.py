@@ -127,6 +127,13 @@ class DockerTty(Tty):
         with contextlib.suppress(APIError, NotFound):
             self._client.api.exec_resize(self.exec_id, height=rows, width=cols)
 
+    def exit_code(self) -> int | None:
+        try:
+            inspect = self._client.api.exec_inspect(self.exec_id)
+        except (APIError, NotFound, requests.exceptions.ConnectionError):
+            return None
+        return None if inspect.get("Running") else inspect.get("ExitCode")
+
     def close(self) -> None:
         if self._closed:
             return
