@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import select
 import shutil
 import signal
@@ -674,7 +675,44 @@ STREAMING = {"cat", "zip"}
 # --- the RPC loop -----------------------------------------------------------------------------
 
 
+class Workers:
+    """Threads started up front, plus extra ones while all are busy. A fork bomb in the session
+    can leave no room for a new thread; then requests wait for a free worker instead of the
+    helper dying (and taking the bomb's timeout with it)."""
+
+    def __init__(self, count):
+        self.jobs = queue.SimpleQueue()
+        self.idle = 0
+        self.lock = threading.Lock()
+        for _ in range(count):
+            self._start()
+
+    def _start(self):
+        thread = threading.Thread(target=self._work, daemon=True)
+        thread.start()
+
+    def _work(self):
+        while True:
+            with self.lock:
+                self.idle += 1
+            job = self.jobs.get()
+            with self.lock:
+                self.idle -= 1
+            job[0](*job[1:])
+
+    def submit(self, *job):
+        self.jobs.put(job)
+        with self.lock:
+            busy = self.idle == 0
+        if busy:
+            try:
+                self._start()
+            except RuntimeError:
+                pass  # no room for a thread now: the job waits for a worker
+
+
 def serve():
+    workers = Workers(8)
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     write_lock = threading.Lock()
@@ -750,7 +788,7 @@ def serve():
                 pass
             continue
         payload = b"".join(payload_chunks(size))
-        threading.Thread(target=run, args=(request_id, op, args, [payload]), daemon=True).start()
+        workers.submit(run, request_id, op, args, [payload])
 
 
 def main():
