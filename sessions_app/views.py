@@ -147,3 +147,21 @@ def session_delete(request: AuthenticatedHttpRequest, session: Session) -> HttpR
         return redirect("session-delete", session_id=session.public_id)
     messages.success(request, f"Deleted “{session.name}” and its files.")
     return redirect("dashboard")
+
+
+@login_required
+@require_safe
+@own_session
+def ide(request: AuthenticatedHttpRequest, session: Session) -> HttpResponse:
+    """The IDE page of one session. Everything after the first paint goes through the API."""
+    data = {
+        "sessionId": session.public_id,
+        "name": session.name,
+        "status": session.status,
+        "idleDeadline": selectors.session_idle_deadline(session).isoformat()
+        if session.status == Session.Status.RUNNING
+        else None,
+        "idleTimeoutMinutes": selectors.quota_for(user_id=session.owner_id).idle_timeout_minutes,
+        "username": request.user.get_username(),
+    }
+    return render(request, "sessions/ide.html", {"session": session, "ide_data": data})

@@ -131,11 +131,11 @@ DAPHNE = [sys.executable, "-m", "daphne", "-v", "0"]
 class Daphne:
     """A daphne process serving this checkout, for tests of the real wire."""
 
-    def __init__(self, env: dict[str, str], *, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], *, log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self._log = log_path.open("wb")
+        self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             # -v 0 as in scripts/serve.sh: no daphne access log (it would record query strings).
             [*DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "vibecode_project.asgi:application"],
@@ -171,11 +171,16 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Daphne]:
-    """One daphne for the session, on the test database (tests use ``transactional_db``)."""
+def daphne_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """The environment of a daphne serving the test database (and the test Redis)."""
     with django_db_blocker.unblock():
-        env = {**os.environ, "DATABASE_URL": _test_database_url()}
-    server = Daphne(env, log_path=tmp_path_factory.mktemp("daphne") / "daphne.log")
+        return {**os.environ, "DATABASE_URL": _test_database_url()}
+
+
+@pytest.fixture(scope="session")
+def daphne_server(daphne_env, tmp_path_factory) -> Iterator[Daphne]:
+    """One daphne for the session, on the test database (tests use ``transactional_db``)."""
+    server = Daphne(daphne_env, log_path=tmp_path_factory.mktemp("daphne") / "daphne.log")
     yield server
     server.stop()
 

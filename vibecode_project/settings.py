@@ -277,10 +277,20 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 5000
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("VIBECODE_STATIC_ROOT", str(VAR_DIR / "staticfiles")))
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Front-end libraries come from npm (package.json + lockfile) and are served as our own static
+# files: nothing is loaded from a CDN, so every page works offline.
+NODE_MODULES = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/xterm", NODE_MODULES / "@xterm/xterm"),
+    ("vendor/xterm-addon-fit", NODE_MODULES / "@xterm/addon-fit/lib"),
+    ("vendor/xterm-addon-web-links", NODE_MODULES / "@xterm/addon-web-links/lib"),
+    ("vendor/xterm-addon-search", NODE_MODULES / "@xterm/addon-search/lib"),
+    ("vendor/monaco", NODE_MODULES / "monaco-editor/min"),
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "core_app.storage.StaticStorage"},
 }
 
 LANGUAGE_CODE = "en-us"

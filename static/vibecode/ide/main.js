@@ -1,0 +1,255 @@
+// The IDE page: wires the explorer, editors, terminals, Run, search and the status bar.
+
+import { ApiError, sessionApi } from "./api.js";
+import { Editors, loadMonaco } from "./editor.js";
+import { Explorer } from "./explorer.js";
+import { Terminals } from "./terminals.js";
+import { formatBytes, showError, toast } from "./ui.js";
+
+const data = JSON.parse(document.getElementById("ide-data").textContent);
+const files = sessionApi(data.sessionId);
+const $ = (id) => document.getElementById(id);
+
+// --- theme ---------------------------------------------------------------------------------------
+const theme = () => document.documentElement.dataset.theme || "dark";
+document.documentElement.dataset.theme = localStorage.getItem("vibecode.theme") || "dark";
+
+// --- status bar ----------------------------------------------------------------------------------
+function setConnection(state) {
+  const el = $("status-connection");
+  el.textContent = `terminal: ${state}`;
+  el.className = state === "connected" ? "ok" : state.startsWith("reconnecting") ? "warn" : "";
+}
+
+function setSessionStatus(status) {
+  $("status-session").textContent = status;
+  document.body.classList.toggle("session-stopped", status !== "running");
+}
+
+async function pollStats() {
+  try {
+    const stats = await files.stats();
+    $("status-meter").textContent =
+      `CPU ${stats.cpu_percent.toFixed(0)}% · ${formatBytes(stats.memory_bytes)} / ${formatBytes(stats.memory_limit_bytes)} · ${stats.pids} procs`;
+  } catch (error) {
+    $("status-meter").textContent = error instanceof ApiError && error.status === 409 ? "not running" : "–";
+  }
+}
+
+// --- idle banner ---------------------------------------------------------------------------------
+let idleDeadline = data.idleDeadline ? new Date(data.idleDeadline) : null;
+const WARN_BEFORE_MS = Math.min(10, Math.max(1, data.idleTimeoutMinutes / 4)) * 60 * 1000;
+
+function checkIdle() {
+  const banner = $("idle-banner");
+  if (!idleDeadline) { banner.hidden = true; return; }
+  const left = idleDeadline - Date.now();
+  banner.hidden = left > WARN_BEFORE_MS;
+  if (!banner.hidden) {
+    const minutes = Math.max(0, Math.ceil(left / 60000));
+    $("idle-text").textContent =
+      `This workspace has been idle and will be suspended in about ${minutes} minute(s). Its files are kept either way.`;
+  }
+}
+
+async function keepWorking() {
+  try {
+    const session = await files.keepalive();
+    idleDeadline = session.idle_deadline ? new Date(session.idle_deadline) : null;
+    checkIdle();
+    toast("Thanks, the workspace stays up.", "success", 3000);
+  } catch (error) {
+    showError(error, "Could not extend the session.");
+  }
+}
+
+// --- run -----------------------------------------------------------------------------------------
+function showPanel(name) {
+  for (const tab of document.querySelectorAll(".panel-tab")) tab.classList.toggle("active", tab.dataset.panel === name);
+  $("panel-terminals").hidden = name !== "terminals";
+  $("panel-output").hidden = name !== "output";
+  if (name === "terminals") terminals.fitAll();
+}
+
+const RUNNERS = { py: "python3", js: "node", sh: "bash" };
+
+async function runCurrent() {
+  const path = editors.active;
+  if (!path) { toast("Open a file to run it."); return; }
+  if (editors.isDirty(path) && !(await editors.save(path))) return;
+  const ext = path.split(".").pop().toLowerCase();
+  if ($("run-target").value === "terminal") {
+    const quoted = `'${path.replace(/'/g, "'\\''")}'`;
+    const command = ext === "c" ? `gcc -O2 -o /tmp/a.out ${quoted} -lm && /tmp/a.out` : `${RUNNERS[ext] || "bash"} ${quoted}`;
+    showPanel("terminals");
+    terminals.activeOrNew().type(`${command}\r`);
+    return;
+  }
+  showPanel("output");
+  $("output-summary").textContent = `Running ${path}…`;
+  $("output-summary").className = "output-summary running";
+  $("output-text").textContent = "";
+  $("run-button").disabled = true;
+  try {
+    const result = await files.run(path);
+    const text = $("output-text");
+    text.replaceChildren();
+    const out = document.createElement("span");
+    out.textContent = result.stdout;
+    const err = document.createElement("span");
+    err.className = "stderr";
+    err.textContent = result.stderr;
+    text.append(out, err);
+    const parts = [
+      result.timed_out ? "timed out" : `exit code ${result.exit_code}`,
+      `${(result.duration_ms / 1000).toFixed(2)} s`,
+      result.max_rss_kb ? `${formatBytes(result.max_rss_kb * 1024)} peak memory` : null,
+      result.oom_killed ? "killed: out of memory" : null,
+      result.truncated ? "output truncated" : null,
+    ].filter(Boolean);
+    $("output-summary").textContent = `${path}: ${parts.join(" · ")}`;
+    $("output-summary").className = `output-summary ${result.exit_code === 0 ? "ok" : "failed"}`;
+  } catch (error) {
+    $("output-summary").textContent = `Could not run ${path}: ${error.message}`;
+    $("output-summary").className = "output-summary failed";
+  } finally {
+    $("run-button").disabled = false;
+  }
+}
+
+// --- search --------------------------------------------------------------------------------------
+async function search(text) {
+  const host = $("search-results");
+  host.replaceChildren();
+  if (!text) return;
+  try {
+    const found = await files.search(text);
+    if (!found.matches.length) host.textContent = "No results.";
+    for (const match of found.matches) {
+      const item = document.createElement("button");
+      item.className = "search-hit";
+      item.dataset.testid = "search-hit";
+      const where = document.createElement("span");
+      where.className = "where";
+      where.textContent = `${match.path}:${match.line}`;
+      const line = document.createElement("span");
+      line.className = "line";
+      line.textContent = match.text;
+      item.append(where, line);
+      item.onclick = () => editors.openFile(match.path, match.line);
+      host.append(item);
+    }
+    if (found.truncated) host.append(Object.assign(document.createElement("p"), { textContent: "More results not shown." }));
+  } catch (error) {
+    showError(error, "Search failed.");
+  }
+}
+
+function showSideView(name) {
+  for (const tab of document.querySelectorAll(".side-tab")) tab.classList.toggle("active", tab.dataset.view === name);
+  $("view-explorer").hidden = name !== "explorer";
+  $("view-search").hidden = name !== "search";
+  if (name === "search") $("search-input").focus();
+}
+
+// --- splitter ------------------------------------------------------------------------------------
+function splitter() {
+  const ide = $("ide");
+  const saved = localStorage.getItem("vibecode.panelHeight");
+  if (saved) ide.style.setProperty("--panel-height", saved);
+  $("splitter").addEventListener("pointerdown", (down) => {
+    down.preventDefault();
+    const move = (event) => {
+      const height = Math.max(80, Math.min(window.innerHeight - 200, window.innerHeight - event.clientY - 24));
+      ide.style.setProperty("--panel-height", `${height}px`);
+      terminals.fitAll();
+    };
+    const up = () => {
+      localStorage.setItem("vibecode.panelHeight", ide.style.getPropertyValue("--panel-height"));
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", up);
+    };
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", up);
+  });
+}
+
+// --- start ---------------------------------------------------------------------------------------
+let editors;
+let terminals;
+let explorer;
+
+async function start() {
+  setSessionStatus(data.status);
+  if (data.status !== "running") {
+    toast(`This workspace is ${data.status}. Resume it from your workspaces to use it.`, "error", 0);
+    return;
+  }
+  const monaco = await loadMonaco();
+  editors = new Editors({
+    monaco, files, host: $("editor-host"), tabsHost: $("editor-tabs"), emptyEl: $("editor-empty"),
+    onCursor: (position) => { $("status-cursor").textContent = `Ln ${position.lineNumber}, Col ${position.column}`; },
+  });
+  explorer = new Explorer({ files, host: $("tree"), editors });
+  let refreshTimer = null;
+  terminals = new Terminals({
+    files, sessionId: data.sessionId, host: $("panel-terminals"), tabsHost: $("terminal-tabs"),
+    onState: setConnection,
+    // After a command in a terminal, the files may have changed: refresh the tree shortly.
+    onCommand: () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(() => explorer.refresh(), 1500); },
+    onSessionStopped: (status) => {
+      setSessionStatus(status);
+      toast(`The workspace was ${status}. Its files are kept.`, "error", 0);
+    },
+  });
+
+  $("new-file").onclick = () => explorer.newEntry("file");
+  $("new-folder").onclick = () => explorer.newEntry("directory");
+  $("refresh-tree").onclick = () => explorer.refresh();
+  $("download-all").onclick = () => explorer.download(".");
+  $("pick-files").onclick = () => $("upload-files").click();
+  $("pick-folder").onclick = () => $("upload-folder").click();
+  for (const input of [$("upload-files"), $("upload-folder")]) {
+    input.onchange = async () => {
+      const picked = [...input.files].map((file) => ({ file, relativePath: file.webkitRelativePath || file.name }));
+      input.value = "";
+      if (picked.length) await explorer.upload(explorer.targetDir(), picked);
+    };
+  }
+  $("new-terminal").onclick = () => { showPanel("terminals"); terminals.create(); };
+  $("run-button").onclick = runCurrent;
+  $("keep-working").onclick = keepWorking;
+  $("theme-toggle").onclick = () => {
+    const next = theme() === "dark" ? "light" : "dark";
+    document.documentElement.dataset.theme = next;
+    localStorage.setItem("vibecode.theme", next);
+    editors.setTheme(next);
+    terminals.setTheme(next);
+  };
+  for (const tab of document.querySelectorAll(".panel-tab")) tab.onclick = () => showPanel(tab.dataset.panel);
+  for (const tab of document.querySelectorAll(".side-tab")) tab.onclick = () => showSideView(tab.dataset.view);
+  $("search-form").onsubmit = (event) => { event.preventDefault(); search($("search-input").value.trim()); };
+  const runTarget = localStorage.getItem("vibecode.runTarget");
+  if (runTarget) $("run-target").value = runTarget;
+  $("run-target").onchange = () => localStorage.setItem("vibecode.runTarget", $("run-target").value);
+
+  window.addEventListener("keydown", (event) => {
+    const mod = event.ctrlKey || event.metaKey;
+    if (mod && event.key === "s") { event.preventDefault(); editors.save(); }
+    else if ((mod && event.key === "Enter") || event.key === "F5") { event.preventDefault(); runCurrent(); }
+    else if (mod && event.shiftKey && event.key.toLowerCase() === "f") { event.preventDefault(); showSideView("search"); }
+    else if (mod && event.key === "`") { event.preventDefault(); showPanel("terminals"); terminals.activeOrNew().term.focus(); }
+  });
+
+  splitter();
+  await explorer.refresh();
+  await terminals.restore();
+  pollStats();
+  setInterval(pollStats, 5000);
+  checkIdle();
+  setInterval(checkIdle, 15000);
+  editors.setTheme(theme());
+  terminals.setTheme(theme());
+}
+
+start().catch((error) => showError(error, "The IDE could not start."));

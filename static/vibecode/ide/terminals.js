@@ -1,0 +1,244 @@
+// Terminal tabs: xterm.js over the terminal WebSocket (docs/terminal-protocol.md). Each tab is a
+// tmux session in the sandbox, so a reload or a dropped network reattaches to the same shell.
+
+import { Terminal } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
+import { WebLinksAddon } from "@xterm/addon-web-links";
+import { SearchAddon } from "@xterm/addon-search";
+import { showError, toast } from "./ui.js";
+
+const ACK_EVERY = 64 * 1024;
+const THEMES = {
+  dark: { background: "#1e1e1e", foreground: "#d4d4d4", cursor: "#d4d4d4", selectionBackground: "#264f78" },
+  light: { background: "#ffffff", foreground: "#1e1e1e", cursor: "#1e1e1e", selectionBackground: "#add6ff" },
+};
+
+class TerminalTab {
+  constructor(manager, id) {
+    this.manager = manager;
+    this.id = id;
+    this.processed = 0;
+    this.acked = 0;
+    this.retries = 0;
+    this.stopped = false;
+    this.element = document.createElement("div");
+    this.element.className = "terminal-host";
+    this.element.dataset.testid = "terminal";
+    this.element.dataset.terminalId = id;
+    manager.host.append(this.element);
+    this.term = new Terminal({
+      cursorBlink: true, fontSize: 13, scrollback: 10000, allowProposedApi: true,
+      fontFamily: "ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace",
+      theme: THEMES[document.documentElement.dataset.theme === "light" ? "light" : "dark"],
+    });
+    this.fit = new FitAddon();
+    this.search = new SearchAddon();
+    this.term.loadAddon(this.fit);
+    this.term.loadAddon(this.search);
+    this.term.loadAddon(new WebLinksAddon((event, uri) => window.open(uri, "_blank", "noopener")));
+    this.term.open(this.element);
+    this.term.attachCustomKeyEventHandler((event) => this.keys(event));
+    this.term.onData((data) => this.send({ type: "input", data }));
+    this.term.onResize(({ cols, rows }) => this.send({ type: "resize", cols, rows }));
+    new ResizeObserver(() => { if (this.element.offsetParent) this.safeFit(); }).observe(this.element);
+    this.tab = manager.makeTab(this);
+    this.safeFit();
+    this.connect();
+  }
+
+  keys(event) {
+    if (event.type !== "keydown") return true;
+    const mod = event.ctrlKey || event.metaKey;
+    // Copy: Ctrl+Shift+C always, Ctrl+C when there is a selection (else it is SIGINT).
+    if (mod && event.key.toLowerCase() === "c" && (event.shiftKey || this.term.hasSelection())) {
+      navigator.clipboard?.writeText(this.term.getSelection()).catch(() => {});
+      this.term.clearSelection();
+      return false;
+    }
+    // Paste: let the browser deliver the paste event to xterm's textarea.
+    if (mod && event.key.toLowerCase() === "v") return false;
+    if (event.key === "Enter") this.manager.onCommand();
+    return true;
+  }
+
+  safeFit() {
+    try { this.fit.fit(); } catch { /* not visible yet */ }
+  }
+
+  url() {
+    const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const params = new URLSearchParams({
+      session_id: this.manager.sessionId, terminal_id: this.id,
+      cols: String(this.term.cols), rows: String(this.term.rows),
+    });
+    return `${proto}//${window.location.host}/api/vibecode/ws/terminal?${params}`;
+  }
+
+  connect() {
+    this.processed = 0;
+    this.acked = 0;
+    const ws = new WebSocket(this.url());
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => { this.retries = 0; this.manager.setState(this, "connected"); };
+    ws.onmessage = (message) => this.receive(message.data);
+    ws.onclose = (event) => this.closed(event);
+  }
+
+  receive(data) {
+    if (typeof data !== "string") {
+      const bytes = new Uint8Array(data);
+      this.term.write(bytes, () => {
+        this.processed += bytes.length;
+        if (this.processed - this.acked >= ACK_EVERY) {
+          this.acked = this.processed;
+          this.send({ type: "ack", bytes: this.processed });
+        }
+      });
+      return;
+    }
+    let message;
+    try { message = JSON.parse(data); } catch { return; }
+    if (message.type === "status" && message.status !== "connected") {
+      this.stopped = true;
+      this.term.write(`\r\n\x1b[33m[${message.message}]\x1b[0m\r\n`);
+      this.manager.sessionStopped(message.status);
+    } else if (message.type === "exit") {
+      this.stopped = true;
+      this.term.write(`\r\n\x1b[90m[The shell ended${message.code != null ? ` with code ${message.code}` : ""}.]\x1b[0m\r\n`);
+    } else if (message.type === "error") {
+      this.term.write(`\r\n\x1b[31m[${message.message}]\x1b[0m\r\n`);
+    }
+  }
+
+  closed(event) {
+    if (this.disposed) return;
+    if (this.stopped || event.code === 4409 || event.code === 4410 || event.code === 1000) {
+      this.manager.setState(this, "disconnected");
+      return;
+    }
+    // A dropped network or a restarting server: reconnect by ourselves, with a growing pause.
+    this.manager.setState(this, "reconnecting…");
+    const delay = Math.min(500 * 2 ** this.retries, 8000);
+    this.retries += 1;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  type(text) { this.send({ type: "input", data: text }); }
+
+  setTheme(theme) { this.term.options.theme = THEMES[theme]; }
+
+  show(visible) {
+    this.element.hidden = !visible;
+    this.tab.classList.toggle("active", visible);
+    if (visible) { this.safeFit(); this.term.focus(); }
+  }
+
+  dispose({ kill }) {
+    this.disposed = true;
+    clearTimeout(this.timer);
+    if (kill) this.send({ type: "close" });
+    setTimeout(() => this.ws && this.ws.close(), kill ? 300 : 0);
+    this.term.dispose();
+    this.element.remove();
+    this.tab.remove();
+  }
+}
+
+export class Terminals {
+  constructor({ files, sessionId, host, tabsHost, onState, onCommand, onSessionStopped }) {
+    this.files = files;
+    this.sessionId = sessionId;
+    this.host = host;
+    this.tabsHost = tabsHost;
+    this.tabs = [];
+    this.active = null;
+    this.onStateChange = onState;
+    this.onCommand = onCommand || (() => {});
+    this.onSessionStopped = onSessionStopped || (() => {});
+    this.storageKey = `vibecode.terminals.${sessionId}`;
+  }
+
+  // Reattach to the terminals that exist (this tab's and any the server knows), or open one.
+  async restore() {
+    let ids = [];
+    try { ids = JSON.parse(localStorage.getItem(this.storageKey) || "[]"); } catch { ids = []; }
+    try {
+      for (const terminal of await this.files.terminals()) {
+        if (!ids.includes(terminal.terminal_id)) ids.push(terminal.terminal_id);
+      }
+    } catch (error) {
+      showError(error, "Could not list the terminals.");
+    }
+    if (!ids.length) ids = ["1"];
+    for (const id of ids) this.open(id);
+    this.activate(this.tabs[0]);
+  }
+
+  remember() {
+    localStorage.setItem(this.storageKey, JSON.stringify(this.tabs.map((tab) => tab.id)));
+  }
+
+  open(id) {
+    const tab = new TerminalTab(this, id);
+    this.tabs.push(tab);
+    this.remember();
+    return tab;
+  }
+
+  create() {
+    const numbers = this.tabs.map((tab) => Number.parseInt(tab.id, 10)).filter(Number.isFinite);
+    const tab = this.open(String(numbers.length ? Math.max(...numbers) + 1 : 1));
+    this.activate(tab);
+    return tab;
+  }
+
+  makeTab(terminal) {
+    const tab = document.createElement("span");
+    tab.className = "terminal-tab";
+    tab.dataset.testid = "terminal-tab";
+    tab.textContent = `bash ${terminal.id}`;
+    const close = document.createElement("button");
+    close.className = "tab-close";
+    close.title = "Close this terminal (ends its shell)";
+    close.textContent = "×";
+    close.onclick = (event) => { event.stopPropagation(); this.close(terminal); };
+    tab.append(close);
+    tab.onclick = () => this.activate(terminal);
+    this.tabsHost.append(tab);
+    return tab;
+  }
+
+  activate(terminal) {
+    if (!terminal) return;
+    this.active = terminal;
+    for (const tab of this.tabs) tab.show(tab === terminal);
+    this.onStateChange(terminal.state || "connecting…");
+  }
+
+  close(terminal) {
+    terminal.dispose({ kill: true });
+    this.tabs = this.tabs.filter((tab) => tab !== terminal);
+    this.remember();
+    if (this.active === terminal) this.activate(this.tabs[this.tabs.length - 1] || null);
+    if (!this.tabs.length) toast("All terminals are closed. Open a new one with +.");
+  }
+
+  setState(terminal, state) {
+    terminal.state = state;
+    if (terminal === this.active) this.onStateChange(state);
+  }
+
+  sessionStopped(status) { this.onSessionStopped(status); }
+
+  fitAll() { for (const tab of this.tabs) if (!tab.element.hidden) tab.safeFit(); }
+
+  setTheme(theme) { for (const tab of this.tabs) tab.setTheme(theme); }
+
+  activeOrNew() { return this.active || this.create(); }
+}
