@@ -66,8 +66,10 @@ def terminal_text(page) -> str:
 
 def wait_for_terminal_text(page, text: str, timeout: float = 15000) -> None:
     page.wait_for_function(
-        """(text) => { const rows = document.querySelector('[data-testid=terminal]:not([hidden]) .xterm-rows');
-                       return rows && rows.innerText.includes(text); }""",
+        """(text) => {
+             const rows = document.querySelector('[data-testid=terminal]:not([hidden]) .xterm-rows');
+             return rows && rows.innerText.includes(text);
+           }""",
         arg=text,
         timeout=timeout,
     )
