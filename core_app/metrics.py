@@ -1,13 +1,59 @@
-"""Prometheus metrics, defined once here and incremented where things happen."""
+"""Prometheus metrics, defined once here and incremented where things happen.
+
+Counters and histograms are per process (scrape each backend). Sessions by status come from the
+database at scrape time, so every replica reports the same numbers for them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from collections.abc import Iterator
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
 
 RATE_LIMIT_REFUSALS = Counter(
     "vibecode_rate_limit_refusals_total", "Requests refused by a rate limit.", ["group"]
 )
-
 AGENT_RESTARTS = Counter("vibecode_helper_restarts_total", "Times a session's helper process was restarted.")
-
 OPEN_TERMINALS = Gauge("vibecode_open_terminals", "Terminal WebSockets open in this process.")
+SESSION_CREATE_SECONDS = Histogram(
+    "vibecode_session_create_seconds",
+    "Time from a create request to a running session ready for exec.",
+    buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
+)
+EXECS = Counter("vibecode_execs_total", "Commands run through exec and run.", ["outcome"])
+EXEC_SECONDS = Histogram(
+    "vibecode_exec_seconds",
+    "Duration of exec and run requests, seen from the backend.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+DOCKER_ERRORS = Counter("vibecode_docker_errors_total", "Docker API calls that failed.", ["kind"])
+
+
+class SessionsByStatus(Collector):
+    """``vibecode_sessions{status=...}``, counted in the database when scraped."""
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        # Registration calls this instead of collect(), so no query runs while apps load.
+        return [GaugeMetricFamily("vibecode_sessions", "Sessions by status.", labels=["status"])]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.db.models import Count
+
+        from sessions_app.models import Session
+
+        family = GaugeMetricFamily("vibecode_sessions", "Sessions by status.", labels=["status"])
+        counts = dict(
+            Session.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+        )
+        for status in Session.Status.values:
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+
+def register_collectors() -> None:
+    try:
+        REGISTRY.register(SessionsByStatus())
+    except ValueError:
+        pass  # registered already (tests reload apps)

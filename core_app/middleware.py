@@ -10,6 +10,7 @@ from collections.abc import Callable
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from core_app import logging as log_context
 from core_app.api.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,18 @@ class AccessLogMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.monotonic()
         request.id = uuid.uuid4().hex[:12]  # type: ignore[attr-defined]
-        response = self.get_response(request)
+        tokens = [
+            log_context.request_id.set(request.id),
+            log_context.user_id.set("-"),  # type: ignore[attr-defined]
+            log_context.session_id.set("-"),
+        ]
+        try:
+            response = self.get_response(request)
+        finally:
+            for var, token in zip(
+                (log_context.request_id, log_context.user_id, log_context.session_id), tokens, strict=True
+            ):
+                var.reset(token)
         response["X-Request-ID"] = request.id  # type: ignore[attr-defined]
         user = getattr(request, "user", None)
         access_logger.info(

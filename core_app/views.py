@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from core_app.api.errors import error_body
 from core_app.health import health_report
+from core_app.net import client_ip
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -20,3 +26,31 @@ def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> Json
 
 def server_error(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
     return JsonResponse(error_body("Something went wrong on the server.", "server_error"), status=500)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for staff (session cookie) or for ``Authorization: Bearer
+    <VIBECODE_METRICS_TOKEN>`` from an address in ``VIBECODE_METRICS_NETWORKS``."""
+    if not metrics_allowed(request):
+        return JsonResponse(
+            error_body(
+                "Metrics are for staff, or for the configured scraper token and network.", "forbidden"
+            ),
+            status=403,
+        )
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return True
+    token = settings.VIBECODE_METRICS_TOKEN
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not token or not offered or not hmac.compare_digest(offered.encode(), token.encode()):
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip(request))
+    except ValueError:
+        return False
+    return any(address in network for network in settings.VIBECODE_METRICS_NETWORKS)

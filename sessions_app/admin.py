@@ -31,7 +31,13 @@ def _staff(request: HttpRequest) -> AbstractBaseUser:
 @admin.register(Quota)
 class QuotaAdmin(admin.ModelAdmin):
     list_display = [
-        "user", "max_sessions", "max_running", "memory_mb", "cpus", "pids", "idle_timeout_minutes",
+        "user",
+        "max_sessions",
+        "max_running",
+        "memory_mb",
+        "cpus",
+        "pids",
+        "idle_timeout_minutes",
     ]
     list_select_related = ["user"]
     search_fields = ["user__username", "user__email"]
@@ -49,8 +55,19 @@ class SessionAdmin(admin.ModelAdmin):
     # Everything the runtime reported, and the state the services keep; the change page is
     # view-only anyway (see has_change_permission), this holds should that ever change.
     readonly_fields = [
-        "public_id", "owner", "status", "container_id", "container_name", "volume_name", "image", "runtime",
-        "limits", "state_version", "created_at", "last_activity_at", "last_error",
+        "public_id",
+        "owner",
+        "status",
+        "container_id",
+        "container_name",
+        "volume_name",
+        "image",
+        "runtime",
+        "limits",
+        "state_version",
+        "created_at",
+        "last_activity_at",
+        "last_error",
     ]
     delete_sessions_template = "sessions/admin/delete_sessions_confirmation.html"
 

@@ -117,6 +117,12 @@ class SessionEvent(models.Model):
         ERROR = "error"
         RECONCILE = "reconcile"
         CLEANUP = "cleanup"
+        # Security events (the session may be absent: a login concerns no session).
+        LOGIN = "login"
+        LOGIN_FAILED = "login_failed"
+        TOKEN_REFRESH = "token_refresh"  # noqa: S105  (an event name, not a secret)
+        PATH_REFUSED = "path_refused"
+        WS_REFUSED = "ws_refused"
 
     session = models.ForeignKey(
         Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"

@@ -11,6 +11,7 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
+import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core_app.errors import DomainError
+from core_app.metrics import SESSION_CREATE_SECONDS
 from sessions_app import specs
 from sessions_app.errors import (
     QuotaExceeded,
@@ -138,6 +140,7 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
             session=session, action=SessionEvent.Action.CREATE, actor=user, name=session.name
         )
 
+    started = time.monotonic()
     try:
         ref = get_runtime().create(specs.sandbox_spec(session))
     except Exception as exc:
@@ -150,6 +153,7 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
         container_id=ref.object_id,
         last_error="",
     )
+    SESSION_CREATE_SECONDS.observe(time.monotonic() - started)
     logger.info("session %s created, container %s", session.public_id, session.short_container_id)
     return session
 

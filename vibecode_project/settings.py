@@ -226,6 +226,12 @@ VIBECODE_RATE_SAVE = env_rate("VIBECODE_RATE_SAVE", "60/m")
 # Requests from these proxies may name the client in X-Forwarded-For; nobody else can.
 VIBECODE_TRUSTED_PROXIES = env_networks("VIBECODE_TRUSTED_PROXIES", [])
 
+# --- Monitoring --------------------------------------------------------------------------------
+
+# /metrics answers staff, or a scraper presenting this token from one of these networks.
+VIBECODE_METRICS_TOKEN = env_str("VIBECODE_METRICS_TOKEN")
+VIBECODE_METRICS_NETWORKS = env_networks("VIBECODE_METRICS_NETWORKS", ["127.0.0.0/8", "::1"])
+
 # --- Docker ------------------------------------------------------------------------------------
 
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -308,13 +314,25 @@ X_FRAME_OPTIONS = "DENY"
 # --- Logging -----------------------------------------------------------------------------------
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"})
+VIBECODE_LOG_FORMAT = env_choice("VIBECODE_LOG_FORMAT", "text", {"text", "json"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "core_app.logging.ContextFilter"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s "
+            "[request=%(request_id)s user=%(user_id)s session=%(session_id)s]"
+        },
+        "json": {"()": "core_app.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": VIBECODE_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # django.request logs 4xx at WARNING with the full path, query string included: tokens

@@ -21,6 +21,7 @@ urlpatterns = [
     # Anything else under /api/ answers the JSON error shape, even with DEBUG on.
     re_path(r"^api/", core_views.api_not_found),
     path("health", core_views.health, name="health"),
+    path("metrics", core_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("accounts_app.urls")),
     path("", include("sessions_app.urls")),

@@ -17,12 +17,13 @@ from typing import Any
 from django.conf import settings
 
 from core_app.errors import DomainError
-from sessions_app.models import Session
+from core_app.metrics import EXEC_SECONDS, EXECS
+from sessions_app.models import Session, SessionEvent
 from sessions_app.runtime.base import ExecResult
 from sessions_app.runtime.errors import SandboxNotRunning
-from sessions_app.services import session_touch
+from sessions_app.services import session_event_record, session_touch
 from workspace_app.agent import AgentClient, agents
-from workspace_app.paths import clean_path
+from workspace_app.paths import PathInvalid, PathOutsideWorkspace, clean_path
 
 SHELL_OPERATORS = (";", "&&", "||", "|", "`", "$(", ">", "<", "&", "\n", "\r")
 
@@ -46,6 +47,17 @@ class InvalidCommand(DomainError):
 RUNNERS = {".py": "python3", ".js": "node", ".sh": "bash", ".c": "gcc"}
 
 
+def _path(session: Session, raw: object, *, allow_root: bool = True) -> str:
+    """``clean_path``, with every refusal recorded as a security event."""
+    try:
+        return clean_path(raw, allow_root=allow_root)
+    except (PathOutsideWorkspace, PathInvalid) as exc:
+        session_event_record(
+            session=session, action=SessionEvent.Action.PATH_REFUSED, path=str(raw)[:200], reason=exc.code
+        )
+        raise
+
+
 def _agent(session: Session) -> AgentClient:
     if session.status != Session.Status.RUNNING:
         raise SandboxNotRunning(f"The session is {session.status}. Resume it to use its files.")
@@ -57,16 +69,16 @@ def _agent(session: Session) -> AgentClient:
 
 
 def workspace_list(*, session: Session, path: str) -> dict[str, Any]:
-    return _agent(session).call("list", {"path": clean_path(path)}).result
+    return _agent(session).call("list", {"path": _path(session, path)}).result
 
 
 def workspace_stat(*, session: Session, path: str) -> dict[str, Any]:
-    return _agent(session).call("stat", {"path": clean_path(path)}).result
+    return _agent(session).call("stat", {"path": _path(session, path)}).result
 
 
 def workspace_read(*, session: Session, path: str) -> dict[str, Any]:
     """``{path, content, encoding, size, mtime, etag}``; text as UTF-8, anything else base64."""
-    clean = clean_path(path, allow_root=False)
+    clean = _path(session, path, allow_root=False)
     try:
         reply = _agent(session).call("read", {"path": clean, "max_bytes": settings.VIBECODE_MAX_EDIT_BYTES})
     except DomainError as exc:
@@ -91,22 +103,24 @@ def workspace_write(
 ) -> dict[str, Any]:
     """Atomic save. With ``etag``, refuses (409 ``conflict`` with ``current_etag``) when the file
     changed since that version was read, so nobody silently overwrites newer work."""
-    clean = clean_path(path, allow_root=False)
+    clean = _path(session, path, allow_root=False)
     args = {"path": clean, "etag": etag or None, "create_parents": create_parents}
     return _agent(session).call("write", args, payload=content).result
 
 
 def workspace_create(*, session: Session, path: str, kind: str) -> dict[str, Any]:
-    return _agent(session).call("create", {"path": clean_path(path, allow_root=False), "type": kind}).result
+    return (
+        _agent(session).call("create", {"path": _path(session, path, allow_root=False), "type": kind}).result
+    )
 
 
 def workspace_move(*, session: Session, source: str, target: str) -> dict[str, Any]:
-    args = {"from": clean_path(source, allow_root=False), "to": clean_path(target, allow_root=False)}
+    args = {"from": _path(session, source, allow_root=False), "to": _path(session, target, allow_root=False)}
     return _agent(session).call("move", args).result
 
 
 def workspace_delete(*, session: Session, path: str) -> None:
-    _agent(session).call("delete", {"path": clean_path(path, allow_root=False)})
+    _agent(session).call("delete", {"path": _path(session, path, allow_root=False)})
 
 
 class UploadTooLarge(DomainError):
@@ -131,13 +145,13 @@ class Upload:
 def workspace_upload(*, session: Session, directory: str, uploads: list[Upload]) -> list[dict[str, Any]]:
     """Write each upload under ``directory``, keeping its relative path (a dropped folder).
     Every path is checked before anything is written."""
-    base = clean_path(directory)
+    base = _path(session, directory)
     targets = [
-        clean_path(f"{base}/{upload.relative_path}" if base else upload.relative_path, allow_root=False)
+        _path(session, f"{base}/{upload.relative_path}" if base else upload.relative_path, allow_root=False)
         for upload in uploads
     ]
     for upload in uploads:
-        clean_path(upload.relative_path, allow_root=False)  # refuse ../ in the name itself
+        _path(session, upload.relative_path, allow_root=False)  # refuse ../ in the name itself
     agent = _agent(session)
     written = []
     for upload, target in zip(uploads, targets, strict=True):
@@ -155,7 +169,7 @@ class Download:
 
 def workspace_download(*, session: Session, path: str) -> Download:
     """A file as it is, or a folder (``""``: the whole workspace) as a zip, streamed."""
-    clean = clean_path(path)
+    clean = _path(session, path)
     info = _agent(session).call("stat", {"path": clean}).result
     private = agents.open_private(session)
 
@@ -174,7 +188,7 @@ def workspace_download(*, session: Session, path: str) -> Download:
 def workspace_search(*, session: Session, query: str, path: str = "") -> dict[str, Any]:
     if not query or len(query) > 200:
         raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
-    args = {"path": clean_path(path), "q": query, "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES}
+    args = {"path": _path(session, path), "q": query, "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES}
     return _agent(session).call("search", args, timeout=60).result
 
 
@@ -232,7 +246,7 @@ def workspace_exec(
     if not argv or not all(isinstance(arg, str) and "\0" not in arg for arg in argv):
         raise InvalidCommand("argv must be a non-empty list of strings without NUL characters.")
     seconds = _timeout(timeout)
-    directory = clean_path(cwd)
+    directory = _path(session, cwd)
     request = {
         "argv": argv,
         "cwd": f"/workspace/{directory}" if directory else "/workspace",
@@ -245,7 +259,11 @@ def workspace_exec(
         kind = agent.call("stat", {"path": directory}).result["type"]
         if kind != "directory":
             raise DomainError(f"{directory} is not a directory.", code="not_a_directory")
-    return _result(agent.call("exec", request, timeout=seconds + 30).result)
+    with EXEC_SECONDS.time():
+        result = _result(agent.call("exec", request, timeout=seconds + 30).result)
+    outcome = "timeout" if result.timed_out else "oom_killed" if result.oom_killed else "completed"
+    EXECS.labels(outcome=outcome).inc()
+    return result
 
 
 def workspace_run(
@@ -257,7 +275,7 @@ def workspace_run(
     timeout: float | None = None,
 ) -> ExecResult:
     """Run a file by its extension: .py, .js, .sh, or .c (compiled, then run)."""
-    clean = clean_path(path, allow_root=False)
+    clean = _path(session, path, allow_root=False)
     suffix = "." + clean.rsplit(".", 1)[-1].lower() if "." in clean.rsplit("/", 1)[-1] else ""
     runner = RUNNERS.get(suffix)
     if runner is None:

@@ -26,6 +26,9 @@ from accounts_app.api.serializers import (
 )
 from accounts_app.services import user_register
 from core_app.api.throttling import ApiRateThrottle, LoginRateThrottle
+from core_app.net import client_ip
+from sessions_app.models import SessionEvent
+from sessions_app.services import session_event_record
 
 
 class InvalidRefreshToken(exceptions.AuthenticationFailed):
@@ -61,8 +64,16 @@ class LoginView(PublicAuthView):
     @extend_schema(request=LoginInput, responses=TokenPairOutput, auth=[])
     def post(self, request: Request) -> Response:
         LoginInput(data=request.data).is_valid(raise_exception=True)
-        tokens = _run_token_serializer(TokenObtainPairSerializer, request.data)
-        return Response(TokenPairOutput(tokens).data)
+        serializer = TokenObtainPairSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        session_event_record(
+            session=None,
+            action=SessionEvent.Action.LOGIN,
+            actor=serializer.user,
+            via="api",
+            ip=client_ip(request),
+        )
+        return Response(TokenPairOutput(serializer.validated_data).data)
 
 
 class RefreshView(PublicAuthView):
@@ -71,6 +82,7 @@ class RefreshView(PublicAuthView):
         data = RefreshInput(data=request.data)
         data.is_valid(raise_exception=True)
         tokens = _run_token_serializer(TokenRefreshSerializer, data.validated_data)
+        session_event_record(session=None, action=SessionEvent.Action.TOKEN_REFRESH, ip=client_ip(request))
         return Response(TokenPairOutput(tokens).data)
 
 

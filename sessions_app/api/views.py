@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core_app import logging as log_context
 from sessions_app import selectors, services
 from sessions_app.api.serializers import SessionCreateInput, SessionOutput, StatsOutput
 from sessions_app.models import Session
@@ -19,7 +20,10 @@ class SessionAPIView(APIView):
     """Base for endpoints under ``/api/vibecode/sessions/{session_id}``."""
 
     def get_session(self, request: Request, session_id: str) -> Session:
-        return selectors.session_get(user=request.user, public_id=session_id)
+        session = selectors.session_get(user=request.user, public_id=session_id)
+        log_context.user_id.set(str(request.user.pk))
+        log_context.session_id.set(session.public_id)
+        return session
 
 
 class SessionListView(APIView):

@@ -22,6 +22,7 @@ import requests
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+from core_app.metrics import DOCKER_ERRORS
 from sessions_app.runtime import SANDBOX_AGENT_SOURCE
 from sessions_app.runtime.base import (
     ExecResult,
@@ -67,12 +68,15 @@ def engine_errors(what: str) -> Iterator[None]:
     except NotFound:
         raise
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
+        DOCKER_ERRORS.labels(kind="unreachable").inc()
         logger.warning("docker unreachable during %s: %s", what, type(exc).__name__)
         raise RuntimeUnavailable() from exc
     except APIError as exc:
+        DOCKER_ERRORS.labels(kind="refused").inc()
         logger.warning("docker refused %s: %s", what, exc.explanation or exc)
         raise RuntimeFailure(f"The container engine refused to {what}: {exc.explanation or exc}") from exc
     except DockerException as exc:
+        DOCKER_ERRORS.labels(kind="other").inc()
         logger.warning("docker error during %s: %s", what, exc)
         raise RuntimeUnavailable() from exc
 
