@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.functional import SimpleLazyObject, empty
 
 from core_app import logging as log_context
 from core_app.api.errors import error_body
@@ -68,14 +69,22 @@ class AccessLogMiddleware:
             ):
                 var.reset(token)
         response["X-Request-ID"] = request.id  # type: ignore[attr-defined]
-        user = getattr(request, "user", None)
         access_logger.info(
             "%s %s %s %.1fms user=%s request=%s",
             request.method,
             request.path,
             response.status_code,
             (time.monotonic() - started) * 1000,
-            user.pk if user is not None and user.is_authenticated else "-",
+            _user_id(request),
             request.id,  # type: ignore[attr-defined]
         )
         return response
+
+
+def _user_id(request: HttpRequest) -> str:
+    """The user's id if the request already knows it. A lazy user not looked up yet stays
+    unlooked: logging must not query a database that may be the reason the request failed."""
+    user = request.__dict__.get("user")
+    if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):  # type: ignore[attr-defined]
+        return "-"
+    return str(user.pk) if user.is_authenticated else "-"

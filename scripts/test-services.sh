@@ -21,8 +21,8 @@ start() {
 
   runuser -u postgres -- "$PG_BIN/initdb" -D "$DIR/pg" -U postgres --auth=trust >"$DIR/initdb.log" 2>&1 \
     || die "initdb failed: $(tail -5 "$DIR/initdb.log")"
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg" \
-    -o "-p $pg_port -k $DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
+  local pg_opts="-p $pg_port -k $DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg" -o "$pg_opts" \
     -l "$DIR/pg/server.log" -w start >/dev/null || die "PostgreSQL did not start: $(tail -5 "$DIR/pg/server.log")"
 
   redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes --pidfile "$DIR/redis/redis.pid" \
@@ -36,7 +36,11 @@ start() {
   {
     echo "export DATABASE_URL=postgresql://postgres@127.0.0.1:$pg_port/vibecode"
     echo "export REDIS_URL=redis://127.0.0.1:$redis_port/0"
+    # For the resilience tests, which stop and start these servers themselves.
     echo "export VIBECODE_TEST_PG_DATA=$DIR/pg"
+    echo "export VIBECODE_TEST_PG_OPTS='$pg_opts'"
+    echo "export VIBECODE_TEST_REDIS_PORT=$redis_port"
+    echo "export VIBECODE_TEST_REDIS_DIR=$DIR/redis"
   } | tee "$DIR/env"
 }
 

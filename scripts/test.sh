@@ -23,6 +23,9 @@ if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
 fi
 
 export VIBECODE_INSTANCE=test
+# No maintenance thread in the servers tests start: it would reconcile sessions whose rows live in
+# a test's uncommitted transaction. The tests that need it turn it on for their own server.
+export VIBECODE_CLEANUP_INTERVAL=0
 log "running the test suite (PostgreSQL, Redis, Docker, Chromium)"
 set +e
 "$PY" -m pytest "$@"

@@ -366,15 +366,13 @@ def _remove_orphans(report: OperationReport) -> None:
             runtime.remove(SandboxRef(info.object_id, info.object_name, volume_name=""), volume=False)
 
 
-STUCK_CREATING_AFTER = timedelta(minutes=2)
-
-
 def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
     """Bring the database and the engine back into agreement after crashes and restarts.
 
     * running row, container stopped or gone: suspended (volume there) or error (volume gone);
     * suspended row, container running: the container is stopped;
-    * creating row older than two minutes: running if its container runs, else as above;
+    * creating row older than VIBECODE_STUCK_CREATING_SECONDS: running if its container runs,
+      else as above;
     * deleting row: the delete that was asked for is finished;
     * a container with no row: removed, its volume kept.
     Safe to run twice: the second run finds nothing to do.
@@ -383,7 +381,8 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
     runtime = get_runtime()
     now = timezone.now()
     for session in Session.objects.order_by("pk"):
-        if session.status == Session.Status.CREATING and now - session.created_at < STUCK_CREATING_AFTER:
+        stuck_after = timedelta(seconds=settings.VIBECODE_STUCK_CREATING_SECONDS)
+        if session.status == Session.Status.CREATING and now - session.created_at < stuck_after:
             continue  # probably being created right now
         ref = specs.session_ref(session)
         status = runtime.status(ref)

@@ -24,6 +24,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 # Every sandbox the suite makes carries vibecode.instance=test, so that cleanup by label never
 # touches a real installation's sandboxes on the same engine (scripts/test.sh sets it too).
 os.environ.setdefault("VIBECODE_INSTANCE", "test")
+os.environ.setdefault("VIBECODE_CLEANUP_INTERVAL", "0")  # see scripts/test.sh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -201,3 +202,8 @@ def browser_type_launch_args() -> dict:
             "--disable-sync",
         ],
     }
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that restart shared servers (``disruptive``) run after all the others."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)

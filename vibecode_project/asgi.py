@@ -28,3 +28,8 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Reconcile and idle cleanup in the server itself (VIBECODE_CLEANUP_INTERVAL; 0 turns it off).
+from core_app.scheduler import start_scheduler  # noqa: E402
+
+start_scheduler()

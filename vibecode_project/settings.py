@@ -263,6 +263,10 @@ VIBECODE_SANDBOX_PIDS = env_int("VIBECODE_SANDBOX_PIDS", 512, minimum=16)
 VIBECODE_MAX_SESSIONS = env_int("VIBECODE_MAX_SESSIONS", 5, minimum=0)
 VIBECODE_MAX_RUNNING = env_int("VIBECODE_MAX_RUNNING", 2, minimum=0)
 VIBECODE_IDLE_TIMEOUT_MINUTES = env_int("VIBECODE_IDLE_TIMEOUT_MINUTES", 120, minimum=1)
+# Seconds between in-server maintenance rounds (reconcile + idle cleanup); 0 turns them off.
+VIBECODE_CLEANUP_INTERVAL = env_int("VIBECODE_CLEANUP_INTERVAL", 60, minimum=0)
+# A session still "creating" after this long was cut short (a backend killed mid-create).
+VIBECODE_STUCK_CREATING_SECONDS = env_int("VIBECODE_STUCK_CREATING_SECONDS", 120, minimum=0)
 
 # Non-interactive exec.
 VIBECODE_EXEC_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_TIMEOUT_SECONDS", 30, minimum=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.exceptions
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFilesSent
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404
@@ -16,7 +17,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from core_app.errors import DatabaseUnavailable, DomainError
+from core_app.errors import DatabaseUnavailable, DomainError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("database unavailable: %s", exc.__class__.__name__)
         exc = DatabaseUnavailable()
+    elif isinstance(exc, redis.exceptions.ConnectionError):
+        logger.warning("cache unavailable: %s", exc.__class__.__name__)
+        exc = ServiceUnavailable("The cache is unavailable. Try again shortly.", code="cache_unavailable")
     elif isinstance(exc, DataError):
         # Input the database cannot store (a NUL byte, an out-of-range number): the client's fault.
         exc = exceptions.ValidationError("The request contains a value that cannot be stored.")

@@ -6,6 +6,7 @@ configured cache (Redis when ``REDIS_URL`` is set), so limits hold across daphne
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +16,8 @@ from rest_framework.throttling import BaseThrottle
 
 from core_app.metrics import RATE_LIMIT_REFUSALS
 from core_app.net import client_ip
+
+logger = logging.getLogger(__name__)
 
 
 def user_or_ip(request: Request) -> str:
@@ -35,13 +38,18 @@ class RatelimitThrottle(BaseThrottle):
         return user_or_ip(request)
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        usage = get_usage(
-            request,
-            group=self.group,
-            key=lambda _group, _request: self.key(request),
-            rate=getattr(settings, self.rate_setting),
-            increment=True,
-        )
+        try:
+            usage = get_usage(
+                request,
+                group=self.group,
+                key=lambda _group, _request: self.key(request),
+                rate=getattr(settings, self.rate_setting),
+                increment=True,
+            )
+        except Exception:
+            # The counters live in Redis; while it restarts, serve rather than fail every request.
+            logger.warning("rate limit %s not checked: the cache is unavailable", self.group)
+            return True
         if usage is None or not usage["should_limit"]:
             return True
         self._wait = float(usage["time_left"])
@@ -81,3 +89,10 @@ class SaveRateThrottle(RatelimitThrottle):
 
     group = "save"
     rate_setting = "VIBECODE_RATE_SAVE"
+
+
+class AssistantRateThrottle(RatelimitThrottle):
+    """Questions to the AI assistant per user (``VIBECODE_RATE_ASSISTANT``, 20/minute)."""
+
+    group = "assistant"
+    rate_setting = "VIBECODE_RATE_ASSISTANT"
