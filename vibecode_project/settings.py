@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "sessions_app",
     "workspace_app",
     "terminal_app",
+    "assistant_app",
 ]
 
 MIDDLEWARE = [
@@ -223,6 +224,7 @@ VIBECODE_RATE_API = env_rate("VIBECODE_RATE_API", "100/m")
 VIBECODE_RATE_LOGIN = env_rate("VIBECODE_RATE_LOGIN", "10/m")
 VIBECODE_RATE_EXEC = env_rate("VIBECODE_RATE_EXEC", "10/m")
 VIBECODE_RATE_SAVE = env_rate("VIBECODE_RATE_SAVE", "60/m")
+VIBECODE_RATE_ASSISTANT = env_rate("VIBECODE_RATE_ASSISTANT", "20/m")
 # Requests from these proxies may name the client in X-Forwarded-For; nobody else can.
 VIBECODE_TRUSTED_PROXIES = env_networks("VIBECODE_TRUSTED_PROXIES", [])
 
@@ -282,6 +284,42 @@ VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 200, minimu
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = VIBECODE_MAX_EDIT_BYTES * 2 + 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000
+
+# --- AI assistant ------------------------------------------------------------------------------
+
+# Which model provider answers: "auto" takes the first configured of Ollama, OpenAI-compatible and
+# Anthropic; "none" turns the assistant off. API keys stay on the server: they are sent only to
+# their provider, never to the browser or into a log line.
+VIBECODE_ASSISTANT_PROVIDER = env_choice(
+    "VIBECODE_ASSISTANT_PROVIDER", "auto", {"auto", "ollama", "openai", "anthropic", "none"}
+)
+VIBECODE_ASSISTANT_MODEL = env_str("VIBECODE_ASSISTANT_MODEL").strip()  # empty: the provider's default
+VIBECODE_ASSISTANT_TIMEOUT_SECONDS = env_float("VIBECODE_ASSISTANT_TIMEOUT_SECONDS", 60.0, minimum=1.0)
+VIBECODE_ASSISTANT_MAX_CONTEXT_CHARS = env_int("VIBECODE_ASSISTANT_MAX_CONTEXT_CHARS", 32000, minimum=2000)
+VIBECODE_ASSISTANT_MAX_TOKENS = env_int("VIBECODE_ASSISTANT_MAX_TOKENS", 2048, minimum=16)
+OLLAMA_URL = env_str("OLLAMA_URL").strip().rstrip("/")
+OPENAI_API_KEY = env_str("OPENAI_API_KEY").strip()
+# Any OpenAI-compatible server (llama.cpp, vLLM, LM Studio...). Setting it configures the provider
+# even without a key: local servers rarely want one. Empty means https://api.openai.com/v1.
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL").strip().rstrip("/")
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY").strip()
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "https://api.anthropic.com").strip().rstrip("/")
+for _name, _url in (
+    ("OLLAMA_URL", OLLAMA_URL),
+    ("OPENAI_BASE_URL", OPENAI_BASE_URL),
+    ("ANTHROPIC_BASE_URL", ANTHROPIC_BASE_URL),
+):
+    if _url and not _url.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{_name}={_url!r} is not an http:// or https:// URL.")
+_needs = {
+    "ollama": ("OLLAMA_URL", OLLAMA_URL),
+    "openai": ("OPENAI_API_KEY or OPENAI_BASE_URL", OPENAI_API_KEY or OPENAI_BASE_URL),
+    "anthropic": ("ANTHROPIC_API_KEY", ANTHROPIC_API_KEY),
+}.get(VIBECODE_ASSISTANT_PROVIDER)
+if _needs and not _needs[1]:
+    raise ImproperlyConfigured(
+        f"VIBECODE_ASSISTANT_PROVIDER={VIBECODE_ASSISTANT_PROVIDER} needs {_needs[0]} to be set."
+    )
 
 # --- Static files, i18n ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ api_patterns = [
     path("vibecode/", include("sessions_app.api.urls")),
     path("vibecode/", include("workspace_app.api.urls")),
     path("vibecode/", include("terminal_app.api.urls")),
+    path("vibecode/", include("assistant_app.api.urls")),
     path("health", core_views.health, name="api-health"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

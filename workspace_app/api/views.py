@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core_app.api.throttling import ApiRateThrottle, ExecRateThrottle, SaveRateThrottle
+from core_app.streaming import async_chunks as _async_chunks
 from sessions_app.api.views import SessionAPIView
 from workspace_app import services
 from workspace_app.api.serializers import (
@@ -170,15 +169,6 @@ class FileUploadView(SessionAPIView):
             session=session, directory=request.data.get("path", ""), uploads=uploads
         )
         return Response(SavedOutput(saved, many=True).data, status=status.HTTP_201_CREATED)
-
-
-async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Feed a blocking iterator to an ASGI response one chunk at a time (a sync iterator would
-    be read whole into memory first)."""
-    sentinel = object()
-    next_chunk = sync_to_async(lambda: next(chunks, sentinel), thread_sensitive=False)
-    while (chunk := await next_chunk()) is not sentinel:
-        yield chunk  # type: ignore[misc]
 
 
 class FileDownloadView(SessionAPIView):

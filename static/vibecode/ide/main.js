@@ -1,6 +1,7 @@
 // The IDE page: wires the explorer, editors, terminals, Run, search and the status bar.
 
 import { ApiError, sessionApi } from "./api.js";
+import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
 import { Terminals } from "./terminals.js";
@@ -72,6 +73,9 @@ function showPanel(name) {
 }
 
 const RUNNERS = { py: "python3", js: "node", sh: "bash" };
+// The last result shown in Output: the assistant's "Fix last error" sends it along.
+let lastRun = null;
+export const getLastRun = () => lastRun;
 
 async function runCurrent() {
   const path = editors.active;
@@ -92,6 +96,7 @@ async function runCurrent() {
   $("run-button").disabled = true;
   try {
     const result = await files.run(path);
+    lastRun = { path, stdout: result.stdout, stderr: result.stderr, exit_code: result.exit_code, timed_out: result.timed_out };
     const text = $("output-text");
     text.replaceChildren();
     const out = document.createElement("span");
@@ -202,6 +207,11 @@ async function start() {
       toast(`The workspace was ${status}. Its files are kept.`, "error", 0);
     },
   });
+
+  const assistant = new Assistant({
+    sessionId: data.sessionId, editors, lastRun: getLastRun, onLayout: () => terminals.fitAll(),
+  });
+  assistant.init();
 
   $("new-file").onclick = () => explorer.newEntry("file");
   $("new-folder").onclick = () => explorer.newEntry("directory");

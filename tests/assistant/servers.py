@@ -1,0 +1,286 @@
+"""Local HTTP servers speaking the model providers' documented streaming wire formats.
+
+They stand in for the paid services only (the house allows nothing else): Ollama's ``/api/chat``
+(newline-delimited JSON, https://github.com/ollama/ollama/blob/main/docs/api.md), Anthropic's
+``/v1/messages`` (server-sent events, https://docs.anthropic.com/en/api/messages-streaming) and
+OpenAI's ``/chat/completions`` (server-sent events ending in ``data: [DONE]``; the real
+OpenAI-compatible wire is also tested against llama.cpp's server). The
+requested model name picks what the server does (or ``scenario=<name>`` in the last message, for
+a daphne whose model is fixed), so one server covers every case:
+
+``missing``     an error status with the service's error body
+``bad-key``     401, with a message that (unlike the real services) echoes the key back
+``drop``        two pieces of the answer, then the connection is cut mid-body
+``error-mid``   one piece, then an error inside the stream
+``slow``        nothing for 3 seconds
+``trickle``     the answer in pieces 0.4 s apart (to see streaming through daphne)
+``html``        an answer trying to smuggle markup into the page (``HTML_ANSWER``)
+anything else   the answer ``ANSWER`` in pieces, properly finished
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ANSWER_PIECES = ["Hello", " from", " the", " local", " model.\n", "```python\nprint(42)\n```\n"]
+ANSWER = "".join(ANSWER_PIECES)
+HTML_ANSWER_PIECES = ['<img src="x" onerror="window.__pwned = 1">', " and <b>bold</b> `<script>`"]
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class ProviderServer:
+    url: str
+    requests: list[Seen] = field(default_factory=list)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    # --- wire helpers --------------------------------------------------------------------------
+    def start(self, status: int, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def chunk(self, data: str) -> None:
+        raw = data.encode()
+        self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+        self.wfile.flush()
+
+    def finish_body(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def cut(self) -> None:
+        """Drop the connection in the middle of the body (no final chunk)."""
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+    def json_error(self, status: int, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.server.seen.requests.append(
+            Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        )
+        last = str((body.get("messages") or [{}])[-1].get("content", ""))
+        asked = re.search(r"scenario=([\w-]+)", last)
+        self.answer(asked.group(1) if asked else body.get("model", ""), body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    seen: ProviderServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (the timeout tests) leaves a broken pipe: expected
+
+
+class OllamaHandler(_Handler):
+    def line(self, data: dict[str, Any]) -> None:
+        self.chunk(json.dumps(data) + "\n")
+
+    def piece(self, model: str, text: str) -> None:
+        self.line(
+            {
+                "model": model,
+                "created_at": "2026-01-01T00:00:00.000000Z",
+                "message": {"role": "assistant", "content": text},
+                "done": False,
+            }
+        )
+
+    def answer(self, model: str, body: dict[str, Any]) -> None:
+        if self.path != "/api/chat":
+            return self.json_error(404, {"error": "404 page not found"})
+        if model == "missing":
+            return self.json_error(404, {"error": f'model "{model}" not found, try pulling it first'})
+        if model == "slow":
+            time.sleep(3)
+        self.start(200, "application/x-ndjson")
+        pieces = HTML_ANSWER_PIECES if model == "html" else ANSWER_PIECES
+        for number, text in enumerate(pieces):
+            if model == "drop" and number == 2:
+                return self.cut()
+            if model == "error-mid" and number == 1:
+                self.line({"error": "an error was encountered while running the model: out of memory"})
+                return self.finish_body()
+            if model == "trickle" and number:
+                time.sleep(0.4)
+            self.piece(model, text)
+        self.line(
+            {
+                "model": model,
+                "created_at": "2026-01-01T00:00:01.000000Z",
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "total_duration": 4883583458,
+                "eval_count": len(pieces),
+            }
+        )
+        self.finish_body()
+
+
+class AnthropicHandler(_Handler):
+    def event(self, name: str, data: dict[str, Any]) -> None:
+        self.chunk(f"event: {name}\ndata: {json.dumps(data)}\n\n")
+
+    def answer(self, model: str, body: dict[str, Any]) -> None:
+        if self.path != "/v1/messages":
+            return self.json_error(
+                404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}}
+            )
+        if model == "missing":
+            return self.json_error(
+                404, {"type": "error", "error": {"type": "not_found_error", "message": f"model: {model}"}}
+            )
+        if model == "bad-key":
+            key = self.headers.get("x-api-key", "")
+            return self.json_error(
+                401,
+                {
+                    "type": "error",
+                    "error": {"type": "authentication_error", "message": f"invalid x-api-key {key}"},
+                },
+            )
+        if model == "slow":
+            time.sleep(3)
+        self.start(200, "text/event-stream")
+        message = {
+            "id": "msg_01",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 25, "output_tokens": 1},
+        }
+        self.event("message_start", {"type": "message_start", "message": message})
+        self.event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
+        self.event("ping", {"type": "ping"})
+        for number, text in enumerate(ANSWER_PIECES):
+            if model == "drop" and number == 2:
+                return self.cut()
+            if model == "error-mid" and number == 1:
+                self.event(
+                    "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+                )
+                return self.finish_body()
+            if model == "trickle" and number:
+                time.sleep(0.4)
+            self.event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+            )
+        self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        self.event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 15},
+            },
+        )
+        self.event("message_stop", {"type": "message_stop"})
+        self.finish_body()
+
+
+class OpenAIHandler(_Handler):
+    def data(self, payload: dict[str, Any] | str) -> None:
+        self.chunk(f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n")
+
+    def piece(self, model: str, delta: dict[str, Any], finish: str | None = None) -> None:
+        self.data(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+        )
+
+    def answer(self, model: str, body: dict[str, Any]) -> None:
+        if self.path != "/chat/completions":
+            return self.json_error(404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
+        if model == "missing":
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            return self.json_error(
+                404,
+                {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}},
+            )
+        if model == "bad-key":
+            key = self.headers.get("authorization", "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {key}."
+            return self.json_error(
+                401,
+                {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}},
+            )
+        if model == "slow":
+            time.sleep(3)
+        self.start(200, "text/event-stream")
+        self.piece(model, {"role": "assistant", "content": ""})
+        for number, text in enumerate(ANSWER_PIECES):
+            if model == "drop" and number == 2:
+                return self.cut()
+            if model == "error-mid" and number == 1:
+                self.data(
+                    {
+                        "error": {
+                            "message": "The server had an error processing your request.",
+                            "type": "server_error",
+                        }
+                    }
+                )
+                return self.finish_body()
+            if model == "trickle" and number:
+                time.sleep(0.4)
+            self.piece(model, {"content": text})
+        self.piece(model, {}, finish="stop")
+        self.data("[DONE]")
+        self.finish_body()
+
+
+class RunningServer:
+    def __init__(self, handler: type[_Handler]) -> None:
+        self._server = _Server(("127.0.0.1", 0), handler)
+        self.info = ProviderServer(url=f"http://127.0.0.1:{self._server.server_address[1]}")
+        self._server.seen = self.info
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
