@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -53,6 +54,16 @@ def _clamp(raw: str | None, low: int, high: int, default: int) -> int:
         return default
 
 
+def _int(raw: Any) -> int | None:
+    """A JSON number (or numeric string) as an int; None for anything else, NaN and infinity too."""
+    if isinstance(raw, bool):
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 class TerminalConsumer(AsyncWebsocketConsumer):
     tty: Tty | None = None
     pump: asyncio.Task[None] | None = None
@@ -90,10 +101,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.group = terminal_group(self.session.public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         cols, rows = _clamp(params.get("cols"), 2, 1000, 80), _clamp(params.get("rows"), 2, 500, 24)
+        self.client_id = secrets.token_hex(8)
         try:
             self.tty = await sync_to_async(get_runtime().open_tty, thread_sensitive=False)(
                 session_ref(self.session),
-                terminals.tmux_attach_argv(self.terminal_id, cols=cols, rows=rows),
+                terminals.tmux_attach_argv(self.terminal_id, cols=cols, rows=rows, client_id=self.client_id),
                 cols=cols,
                 rows=rows,
             )
@@ -176,17 +188,23 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             message: dict[str, Any] = json.loads(text_data or "")
             kind = message.get("type")
         except (ValueError, AttributeError):
-            await self.send(
-                text_data=json.dumps({"type": "error", "code": "bad_message", "message": "Send JSON."})
-            )
+            await self._bad_message("Send JSON.")
             return
         if kind == "input":
             await self._input(str(message.get("data", "")).encode("utf-8", "surrogateescape"))
         elif kind == "resize":
-            cols, rows = _clamp(message.get("cols"), 2, 1000, 80), _clamp(message.get("rows"), 2, 500, 24)
+            cols, rows = _int(message.get("cols")), _int(message.get("rows"))
+            if cols is None or rows is None:
+                await self._bad_message("A resize needs whole numbers cols and rows.")
+                return
+            cols, rows = max(2, min(1000, cols)), max(2, min(500, rows))
             await sync_to_async(self.tty.resize, thread_sensitive=False)(cols=cols, rows=rows)
         elif kind == "ack":
-            self.acked = max(self.acked, int(message.get("bytes", 0) or 0))
+            acked = _int(message.get("bytes", 0))
+            if acked is None:
+                await self._bad_message("An ack needs a whole number of bytes.")
+                return
+            self.acked = max(self.acked, acked)
             if self.sent - self.acked <= WINDOW_BYTES:
                 self.window_open.set()
         elif kind == "ping":
@@ -196,11 +214,10 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 session=self.session, terminal_id=self.terminal_id
             )
         else:
-            await self.send(
-                text_data=json.dumps(
-                    {"type": "error", "code": "bad_message", "message": f"Unknown type {kind!r}."}
-                )
-            )
+            await self._bad_message(f"Unknown type {kind!r}.")
+
+    async def _bad_message(self, message: str) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "code": "bad_message", "message": message}))
 
     async def _input(self, data: bytes) -> None:
         assert self.tty is not None
@@ -227,8 +244,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             self.pump.cancel()
         if self.tty is not None:
             OPEN_TERMINALS.dec()
-            # Closing the socket hangs up the tmux client: its exec ends, the tmux session stays.
             self.tty.close()
             self.tty = None
+            # Closing the socket does not end a TTY exec; hang the tmux client up explicitly. Its
+            # exec ends, the tmux session (the shell and what it runs) stays.
+            try:
+                await sync_to_async(terminals.terminal_detach, thread_sensitive=False)(
+                    session=self.session, client_id=self.client_id
+                )
+            except DomainError as exc:  # the session stopped: its clients are gone already
+                logger.debug("session %s: no tmux client to hang up (%s)", self.session.public_id, exc.code)
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)

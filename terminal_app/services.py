@@ -8,10 +8,13 @@ from typing import Any
 
 from core_app.errors import DomainError
 from sessions_app.models import Session
+from sessions_app.runtime import get_runtime
+from sessions_app.specs import session_ref
 from workspace_app.services import workspace_exec
 
 TERMINAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 TMUX_PREFIX = "vc-"
+CLIENT_ID = re.compile(r"^[0-9a-f]{8,32}$")
 
 
 class InvalidTerminalId(DomainError):
@@ -25,14 +28,22 @@ def tmux_name(terminal_id: str) -> str:
     return TMUX_PREFIX + terminal_id
 
 
-def tmux_attach_argv(terminal_id: str, *, cols: int, rows: int) -> list[str]:
+def _client_pid_file(client_id: str) -> str:
+    if not CLIENT_ID.match(client_id):
+        raise ValueError("a client id is 8 to 32 lowercase hex digits")
+    return f"/tmp/vc-client-{client_id}.pid"
+
+
+def tmux_attach_argv(terminal_id: str, *, cols: int, rows: int, client_id: str) -> list[str]:
     """Attach to the terminal's tmux session, creating it (a login bash in /workspace) if new.
 
     tmux draws the whole screen on attach, which is how a reload gets its screen back. The
-    status bar is off (the IDE has its own tabs) and the scrollback is generous.
+    status bar is off (the IDE has its own tabs) and the scrollback is generous. The tmux client
+    first records its pid under ``client_id``, for :func:`terminal_detach`.
     """
     name = tmux_name(terminal_id)
     return [
+        "sh", "-c", 'echo $$ > "$0"; exec "$@"', _client_pid_file(client_id),
         "tmux", "-u", "new-session", "-A", "-s", name, "-x", str(cols), "-y", str(rows), "-c", "/workspace",
         "bash", "-l", ";",
         "set-option", "-t", name, "status", "off", ";",
@@ -40,6 +51,26 @@ def tmux_attach_argv(terminal_id: str, *, cols: int, rows: int) -> list[str]:
         "set-option", "-s", "escape-time", "0", ";",
         "set-window-option", "-t", name, "aggressive-resize", "on",
     ]  # fmt: skip
+
+
+def terminal_detach(*, session: Session, client_id: str) -> None:
+    """Hang up the tmux client a closed WebSocket was showing; its shell and tmux session stay.
+
+    Docker does not end a TTY exec when the connection to it closes (moby#9098), so without
+    this every reload or dropped network would leave a tmux client and an exec behind in the
+    sandbox, up to its pids limit. Only a process named ``tmux: client`` gets the hangup, so a
+    pid recycled by another program is never hit. Raises a ``DomainError`` when the sandbox is
+    not running.
+    """
+    script = (
+        # The pid file appears within milliseconds of the exec starting; wait a little for it.
+        'for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$0" ] && break; sleep 0.05; done; '
+        'pid=$(cat "$0" 2>/dev/null); rm -f "$0"; '
+        'case "$(cat "/proc/${pid:-0}/comm" 2>/dev/null)" in "tmux: client"*) kill -HUP "$pid";; esac'
+    )
+    get_runtime().exec(
+        session_ref(session), ["sh", "-c", script, _client_pid_file(client_id)], timeout=10, output_limit=4096
+    )
 
 
 def terminal_list(*, session: Session) -> list[dict[str, Any]]:
