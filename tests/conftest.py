@@ -18,13 +18,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-# Playwright's sync API keeps an event loop running in the main thread once a browser test has
-# started; Django would then refuse the ORM calls of every later test in this process.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-# Every sandbox the suite makes carries vibecode.instance=test, so that cleanup by label never
-# touches a real installation's sandboxes on the same engine (scripts/test.sh sets it too).
-os.environ.setdefault("VIBECODE_INSTANCE", "test")
-os.environ.setdefault("VIBECODE_CLEANUP_INTERVAL", "0")  # see scripts/test.sh
+# Environment defaults (instance label, no maintenance thread...) live in tests/pytest_env.py.
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "test-artifacts"
