@@ -33,6 +33,7 @@ from sessions_app.specs import session_ref
 from terminal_app import services as terminals
 from terminal_app.auth import terminal_user
 from terminal_app.notify import terminal_group
+from terminal_app.security import ws_refusal_record
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, reason: str, public_id: str) -> None:
         # Closing before accept refuses the handshake (HTTP 403); the reason stays in the log.
         logger.info("terminal refused for session %s: %s", public_id[:16], reason)
+        await database_sync_to_async(ws_refusal_record)(scope=self.scope, reason=reason)
         await self.close()
 
     async def _status(self, status: str, message: str) -> None:

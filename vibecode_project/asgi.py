@@ -12,17 +12,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from terminal_app.routing import websocket_urlpatterns  # noqa: E402
+from terminal_app.security import AuditedOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # A WebSocket from a page of another origin (or with no Origin at all) is refused at the
         # handshake: this server's own hosts and the configured CORS origins are the allowed ones.
-        "websocket": OriginValidator(
+        "websocket": AuditedOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
             [*settings.ALLOWED_HOSTS, *settings.CORS_ALLOWED_ORIGINS],
         ),
