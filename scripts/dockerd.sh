@@ -18,7 +18,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VAR_DIR="${VIBECODE_VAR_DIR:-$ROOT/var}"
 LOG_FILE="$VAR_DIR/log/dockerd.log"
-PID_FILE="$VAR_DIR/run/dockerd.pid"
+# One engine per machine, whichever checkout started it: its pid file is machine-wide.
+PID_FILE="${VIBECODE_DOCKERD_PIDFILE:-/run/vibecode-dockerd.pid}"
 DAEMON_JSON="/etc/docker/daemon.json"
 RUNSC_PATH="/usr/bin/runsc"
 WAIT_SECONDS="${DOCKERD_WAIT_SECONDS:-30}"

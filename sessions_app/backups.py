@@ -95,7 +95,12 @@ def _volume_has_files(container: Any) -> bool:
 def workspace_restore(*, volume: str, archive: BinaryIO, force: bool = False) -> None:
     """Unpack a backup into ``volume``. Refuses when the volume has files, unless ``force``;
     with ``force`` the volume is emptied first, so the result equals the backup."""
-    data = gzip.decompress(archive.read())
+    try:
+        data = gzip.decompress(archive.read())
+        with tarfile.open(fileobj=io.BytesIO(data)) as check:
+            check.getmembers()  # the whole archive reads back before anything is emptied
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        raise BackupError(f"The backup cannot be read ({exc}); nothing was changed.") from exc
     with _volume_container(volume, read_only=False) as container:
         if _volume_has_files(container):
             if not force:

@@ -178,12 +178,18 @@ def session_suspend(*, session: Session, actor: AbstractBaseUser | None = None) 
         return session
     if session.status not in {Session.Status.RUNNING, Session.Status.ERROR}:
         raise SessionBusy(f"The session is {session.status}; it can be suspended once that is over.")
-    # Terminals hear it first, so that they say "suspended" rather than see their shell vanish.
-    _notify_terminals(session, "suspended")
-    get_runtime().stop(specs.session_ref(session))
+    # Claim the change first (a concurrent resume or keep-working loses cleanly), then stop.
+    previous = session.status
     session = _transition(
         session, to=Session.Status.SUSPENDED, allowed_from={Session.Status.RUNNING, Session.Status.ERROR}
     )
+    # Terminals hear it first, so that they say "suspended" rather than see their shell vanish.
+    _notify_terminals(session, "suspended")
+    try:
+        get_runtime().stop(specs.session_ref(session))
+    except DomainError:
+        Session.objects.filter(pk=session.pk).update(status=previous, state_version=F("state_version") + 1)
+        raise
     session_event_record(session=session, action=SessionEvent.Action.SUSPEND, actor=actor)
     logger.info("session %s suspended, container %s", session.public_id, session.short_container_id)
     return session
@@ -334,7 +340,13 @@ def sessions_cleanup(*, idle_minutes: int | None = None, dry_run: bool = False) 
     """Suspend sessions idle past their timeout, and remove this installation's containers that
     have no session row (their volumes stay for staff to inspect). Never deletes a volume."""
     report = OperationReport(dry_run=dry_run)
-    for session in sessions_idle(idle_minutes=idle_minutes):
+    for listed in sessions_idle(idle_minutes=idle_minutes):
+        # Read again just before acting: a "keep working" since the list was made wins.
+        session = Session.objects.filter(
+            pk=listed.pk, status=Session.Status.RUNNING, last_activity_at=listed.last_activity_at
+        ).first()
+        if session is None:
+            continue
         idle_since = f"{session.last_activity_at:%Y-%m-%d %H:%M}"
         if dry_run:
             report.add(
@@ -356,7 +368,8 @@ def _remove_orphans(report: OperationReport) -> None:
     runtime = get_runtime()
     known = set(Session.objects.values_list("container_name", flat=True))
     for info in runtime.list_sandboxes(specs.instance_labels()):
-        if info.object_name in known:
+        # Only a session's sandbox can be an orphan; backup and restore helpers carry no session id.
+        if info.object_name in known or "vibecode.session_id" not in info.labels:
             continue
         report.add(
             f"remove orphan container {info.object_name} ({info.object_id[:12]}); its volume is kept",

@@ -206,15 +206,22 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             if acked is None:
                 await self._bad_message("An ack needs a whole number of bytes.")
                 return
-            self.acked = max(self.acked, acked)
+            # Never more than was sent: a client cannot open the window for good.
+            self.acked = min(self.sent, max(self.acked, acked))
             if self.sent - self.acked <= WINDOW_BYTES:
                 self.window_open.set()
         elif kind == "ping":
             await self.send(text_data=json.dumps({"type": "pong", "t": message.get("t")}))
         elif kind == "close":
-            await database_sync_to_async(terminals.terminal_close)(
-                session=self.session, terminal_id=self.terminal_id
-            )
+            # Off the shared sync thread: a slow exec must not hold up other consumers' queries.
+            try:
+                await sync_to_async(terminals.terminal_close, thread_sensitive=False)(
+                    session=self.session, terminal_id=self.terminal_id
+                )
+            except DomainError as exc:
+                await self.send(
+                    text_data=json.dumps({"type": "error", "code": exc.code, "message": exc.detail})
+                )
         else:
             await self._bad_message(f"Unknown type {kind!r}.")
 

@@ -199,5 +199,12 @@ def browser_type_launch_args() -> dict:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests that restart shared servers (``disruptive``) run after all the others."""
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    """Order: ordinary tests, then those that restart shared servers (``disruptive``), then the
+    browser tests. Playwright's sync API keeps an event loop running in the main thread from its
+    first test to the end of the session, and no asyncio test can run after that."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("browser") is not None,
+            item.get_closest_marker("disruptive") is not None,
+        )
+    )

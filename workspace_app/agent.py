@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from core_app.errors import DomainError
 from core_app.metrics import AGENT_RESTARTS
 from sessions_app.models import Session
@@ -30,6 +32,15 @@ from sessions_app.specs import session_ref
 logger = logging.getLogger(__name__)
 
 AGENT_ARGV = ["python3", "-u", "-c", SANDBOX_AGENT_SOURCE, "serve"]
+# Results (a listing, an exec's capped output in base64) stay well under this.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+def max_payload_bytes() -> int:
+    """The largest payload a helper frame may carry: a file read for the editor."""
+    return int(settings.VIBECODE_MAX_EDIT_BYTES) + 1024 * 1024
+
+
 CHUNK = 256 * 1024
 _GONE = object()
 
@@ -73,10 +84,16 @@ class AgentClient:
                 buffer += chunk
                 while len(buffer) >= 4:
                     (length,) = struct.unpack(">I", buffer[:4])
+                    # The helper runs as the sandbox user, who can write to its stdout: its frames
+                    # are untrusted, and an oversized one ends the connection rather than the backend.
+                    if length > MAX_HEADER_BYTES:
+                        raise ValueError(f"a {length}-byte header from the helper")
                     if len(buffer) < 4 + length:
                         break
                     header = json.loads(buffer[4 : 4 + length])
                     size = int(header.get("size") or 0)
+                    if not 0 <= size <= max_payload_bytes():
+                        raise ValueError(f"a {size}-byte payload from the helper")
                     if len(buffer) < 4 + length + size:
                         break
                     payload = bytes(buffer[4 + length : 4 + length + size])
@@ -86,7 +103,7 @@ class AgentClient:
                     if waiter is not None:
                         waiter.put((header, payload))
         except Exception:
-            logger.exception("helper %s: reading failed", self.label)
+            logger.exception("helper %s: reading failed; the connection is dropped", self.label)
         finally:
             self.alive = False
             with self._pending_lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.exceptions
 from django.conf import settings
 from django_ratelimit.core import get_usage
 from rest_framework.request import Request
@@ -46,7 +47,7 @@ class RatelimitThrottle(BaseThrottle):
                 rate=getattr(settings, self.rate_setting),
                 increment=True,
             )
-        except Exception:
+        except (redis.exceptions.RedisError, OSError):
             # The counters live in Redis; while it restarts, serve rather than fail every request.
             logger.warning("rate limit %s not checked: the cache is unavailable", self.group)
             return True

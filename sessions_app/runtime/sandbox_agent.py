@@ -39,6 +39,7 @@ import zipfile
 
 ROOT = "/workspace"
 CHUNK = 256 * 1024
+MAX_LIST_ENTRIES = 10000
 SKIP_DIRS = {".git", "node_modules", "__pycache__", ".home", ".venv", "venv"}
 
 
@@ -126,6 +127,12 @@ def parent_of(path, *, create=False):
     return open_dir(parts[:-1], create=create, path=path), parts[-1]
 
 
+def shown(name):
+    """A name as the API shows it: names that are not UTF-8 get U+FFFD where bytes don't decode
+    (they can be seen and deleted from the terminal, not opened from the explorer)."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 def entry(dir_fd, name, rel):
     info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     if stat.S_ISLNK(info.st_mode):
@@ -134,7 +141,13 @@ def entry(dir_fd, name, rel):
         kind = "directory"
     else:
         kind = "file"
-    return {"name": name, "path": rel, "type": kind, "size": info.st_size, "mtime": info.st_mtime}
+    return {
+        "name": shown(name),
+        "path": shown(rel),
+        "type": kind,
+        "size": info.st_size,
+        "mtime": info.st_mtime,
+    }
 
 
 def join(base, name):
@@ -169,6 +182,15 @@ def open_file(dir_fd, name, path):
     return fd, info
 
 
+def open_path(path):
+    """An fd of the regular file at ``path``, walked without following links, and its stat."""
+    dir_fd, name = parent_of(path)
+    try:
+        return open_file(dir_fd, name, path)
+    finally:
+        os.close(dir_fd)
+
+
 # --- operations -------------------------------------------------------------------------------
 
 _path_locks = {}
@@ -185,7 +207,8 @@ def op_list(args, payload):
     fd = open_dir(split(rel), path=rel)
     try:
         entries = []
-        for name in sorted(os.listdir(fd)):
+        names = sorted(os.listdir(fd))
+        for name in names[:MAX_LIST_ENTRIES]:
             try:
                 entries.append(entry(fd, name, join(rel, name)))
             except FileNotFoundError:
@@ -193,16 +216,12 @@ def op_list(args, payload):
     finally:
         os.close(fd)
     entries.sort(key=lambda e: (e["type"] != "directory", e["name"].lower()))
-    return {"path": rel, "entries": entries}, b""
+    return {"path": rel, "entries": entries, "truncated": len(names) > MAX_LIST_ENTRIES}, b""
 
 
 def op_read(args, payload):
     path = args["path"]
-    dir_fd, name = parent_of(path)
-    try:
-        fd, info = open_file(dir_fd, name, path)
-    finally:
-        os.close(dir_fd)
+    fd, info = open_path(path)
     try:
         if info.st_size > int(args["max_bytes"]):
             raise AgentError(
@@ -389,7 +408,9 @@ def op_search(args, payload):
                     continue
                 for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
                     if needle in line.lower():
-                        matches.append({"path": join(base, name), "line": number, "text": line.strip()[:300]})
+                        matches.append(
+                            {"path": shown(join(base, name)), "line": number, "text": line.strip()[:300]}
+                        )
                         if len(matches) >= limit:
                             return {"matches": matches, "truncated": True}, b""
     finally:
@@ -434,11 +455,7 @@ def op_stat(args, payload):
 def op_cat(args, payload, send=None, request_id=None):
     """Stream a file of any size as ``more`` frames (downloads)."""
     path = args["path"]
-    dir_fd, name = parent_of(path)
-    try:
-        fd, info = open_file(dir_fd, name, path)
-    finally:
-        os.close(dir_fd)
+    fd, info = open_path(path)
     try:
         while True:
             chunk = os.read(fd, CHUNK)

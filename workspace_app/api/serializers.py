@@ -24,6 +24,9 @@ class EntryOutput(serializers.Serializer):
 class ListingOutput(serializers.Serializer):
     path = serializers.CharField(allow_blank=True)
     entries = EntryOutput(many=True)
+    truncated = serializers.BooleanField(
+        default=False, help_text="More than 10,000 entries: the rest is not shown."
+    )
 
 
 class FileContentOutput(serializers.Serializer):
