@@ -12,9 +12,12 @@ from typing import Any
 
 @contextmanager
 def bench_django() -> Iterator[Any]:
-    """Yield a user; on exit, remove every sandbox of the benchmark instance, volumes included."""
-    var_dir = tempfile.mkdtemp(prefix="vibecode-bench-")
-    os.environ["VIBECODE_VAR_DIR"] = var_dir
+    """Yield a user; on exit, remove every sandbox of the benchmark instance, volumes included.
+
+    One process may run several benchmarks (``bench.run``): the first call sets up Django and its
+    database, later ones reuse them, so subprocesses started with ``os.environ`` agree."""
+    if os.environ.get("VIBECODE_INSTANCE") != "bench":
+        os.environ["VIBECODE_VAR_DIR"] = tempfile.mkdtemp(prefix="vibecode-bench-")
     os.environ["VIBECODE_INSTANCE"] = "bench"
     for name in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(name, None)
@@ -32,7 +35,7 @@ def bench_django() -> Iterator[Any]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_user("bench")
+    user, _ = get_user_model().objects.get_or_create(username="bench")
     try:
         yield user
     finally:
