@@ -22,7 +22,7 @@ from sessions_app.models import Session, SessionEvent
 from sessions_app.runtime.base import ExecResult
 from sessions_app.runtime.errors import SandboxNotRunning
 from sessions_app.services import session_event_record, session_touch
-from workspace_app.agent import AgentClient, agents
+from workspace_app.agent import AgentClient, AgentError, agents
 from workspace_app.paths import PathInvalid, PathOutsideWorkspace, clean_path
 
 SHELL_OPERATORS = (";", "&&", "||", "|", "`", "$(", ">", "<", "&", "\n", "\r")
@@ -128,6 +128,11 @@ class UploadTooLarge(DomainError):
     code = "upload_too_large"
 
 
+class UploadWouldOverwrite(DomainError):
+    status_code = 409
+    code = "already_exists"
+
+
 def check_upload_size(length: int) -> None:
     if length > settings.VIBECODE_MAX_UPLOAD_BYTES:
         raise UploadTooLarge(
@@ -142,9 +147,12 @@ class Upload:
     chunks: Iterator[bytes]
 
 
-def workspace_upload(*, session: Session, directory: str, uploads: list[Upload]) -> list[dict[str, Any]]:
+def workspace_upload(
+    *, session: Session, directory: str, uploads: list[Upload], overwrite: bool = False
+) -> list[dict[str, Any]]:
     """Write each upload under ``directory``, keeping its relative path (a dropped folder).
-    Every path is checked before anything is written."""
+    Every path is checked before anything is written. Files that exist already are replaced
+    only with ``overwrite``; otherwise nothing is written and the answer (409) names them."""
     base = _path(session, directory)
     targets = [
         _path(session, f"{base}/{upload.relative_path}" if base else upload.relative_path, allow_root=False)
@@ -153,9 +161,25 @@ def workspace_upload(*, session: Session, directory: str, uploads: list[Upload])
     for upload in uploads:
         _path(session, upload.relative_path, allow_root=False)  # refuse ../ in the name itself
     agent = _agent(session)
+    if not overwrite:
+        existing = []
+        for target in targets:
+            try:
+                agent.call("stat", {"path": target})
+                existing.append(target)
+            except AgentError as exc:
+                if exc.code != "not_found":
+                    raise
+        if existing:
+            raise UploadWouldOverwrite(
+                f"{len(existing)} file(s) exist already, e.g. {existing[0]}. Nothing was uploaded; "
+                "send overwrite=true to replace them.",
+                existing=existing[:50],
+            )
     written = []
     for upload, target in zip(uploads, targets, strict=True):
-        args = {"path": target, "create_parents": True}
+        # exclusive: a file that appeared since the check above is not silently replaced.
+        args = {"path": target, "create_parents": True, "exclusive": not overwrite}
         written.append(agent.call("write", args, payload=upload.chunks, size=upload.size, timeout=600).result)
     return written
 

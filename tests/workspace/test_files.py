@@ -291,3 +291,32 @@ def test_the_helper_restarts_when_it_dies(alice_api, session, base):
             break
         time.sleep(0.1)
     assert response.status_code == 200 and response.json()["content"] == "one"
+
+
+def test_an_upload_never_replaces_files_unless_asked(alice_api, session, base):
+    save(alice_api, base, "notes/todo.txt", b"mine\n")
+    first = alice_api.post(
+        f"{base}/files/upload",
+        {
+            "path": "notes",
+            "files": [io.BytesIO(b"uploaded\n"), io.BytesIO(b"new\n")],
+            "relative_paths": ["todo.txt", "other.txt"],
+        },
+        format="multipart",
+    )
+    body = assert_error(first, 409, "already_exists")
+    assert body["existing"] == ["notes/todo.txt"]
+    assert host_exec(session, "cat", "/workspace/notes/todo.txt")[1] == b"mine\n"
+    assert host_exec(session, "test", "-e", "/workspace/notes/other.txt")[0] == 1, "nothing was written"
+    second = alice_api.post(
+        f"{base}/files/upload",
+        {
+            "path": "notes",
+            "files": [io.BytesIO(b"uploaded\n"), io.BytesIO(b"new\n")],
+            "relative_paths": ["todo.txt", "other.txt"],
+            "overwrite": "true",
+        },
+        format="multipart",
+    )
+    assert second.status_code == 201
+    assert host_exec(session, "cat", "/workspace/notes/todo.txt")[1] == b"uploaded\n"

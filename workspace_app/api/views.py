@@ -166,7 +166,10 @@ class FileUploadView(SessionAPIView):
             for name, f in zip(names, files, strict=True)
         ]
         saved = services.workspace_upload(
-            session=session, directory=request.data.get("path", ""), uploads=uploads
+            session=session,
+            directory=request.data.get("path", ""),
+            uploads=uploads,
+            overwrite=str(request.data.get("overwrite", "")).lower() in {"1", "true", "yes", "on"},
         )
         return Response(SavedOutput(saved, many=True).data, status=status.HTTP_201_CREATED)
 

@@ -243,9 +243,10 @@ export class Explorer {
     if (files.length) await this.upload(dir, files);
   }
 
-  async upload(dir, files) {
+  async upload(dir, files, overwrite = false) {
     const form = new FormData();
     form.append("path", dir);
+    if (overwrite) form.append("overwrite", "true");
     for (const { file, relativePath } of files) {
       form.append("files", file, file.name);
       form.append("relative_paths", relativePath);
@@ -255,6 +256,16 @@ export class Explorer {
       await this.files.upload(form);
       toast(`Uploaded ${files.length} file(s) to ${dir || "the workspace"}.`, "success");
     } catch (error) {
+      note.remove();
+      if (error.code === "already_exists" && !overwrite) {
+        // Nothing was written: ask before replacing anyone's files.
+        const names = (error.body.existing || []).slice(0, 5).join(", ");
+        const replace = await confirmDialog("Replace existing files?",
+          `${error.body.existing.length} of these files exist already (${names}). Replace them with the uploaded ones?`,
+          "Replace", true);
+        if (replace) await this.upload(dir, files, true);
+        return;
+      }
       showError(error, "The upload failed.");
     } finally {
       note.remove();
