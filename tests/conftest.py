@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import django_ratelimit.core
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
@@ -26,9 +27,16 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    """Rate-limit counters live in the cache (Redis under make test); start each test clean."""
+def _fresh_rate_limits(monkeypatch) -> Iterator[None]:
+    """Rate-limit counters live in the cache (Redis under make test); start each test clean.
+
+    django-ratelimit counts in fixed windows; a test whose requests straddled a window's end
+    would see its count start again (a flaky 200 where 429 is due). In this process the window
+    is held for the test's duration; servers the tests start keep real time.
+    """
     cache.clear()
+    window_end = int(time.time()) + 59  # within a minute, as a real window ends
+    monkeypatch.setattr(django_ratelimit.core, "_get_window", lambda value, period: window_end)
     yield
 
 
