@@ -72,10 +72,6 @@ def workspace_list(*, session: Session, path: str) -> dict[str, Any]:
     return _agent(session).call("list", {"path": _path(session, path)}).result
 
 
-def workspace_stat(*, session: Session, path: str) -> dict[str, Any]:
-    return _agent(session).call("stat", {"path": _path(session, path)}).result
-
-
 def workspace_read(*, session: Session, path: str) -> dict[str, Any]:
     """``{path, content, encoding, size, mtime, etag}``; text as UTF-8, anything else base64."""
     clean = _path(session, path, allow_root=False)
@@ -244,19 +240,6 @@ def _timeout(requested: float | None) -> float:
     return float(requested)
 
 
-def _result(raw: dict[str, Any]) -> ExecResult:
-    return ExecResult(
-        exit_code=raw["exit_code"],
-        stdout=base64.b64decode(raw["stdout"]),
-        stderr=base64.b64decode(raw["stderr"]),
-        duration_ms=int(raw["duration_ms"]),
-        timed_out=bool(raw["timed_out"]),
-        truncated=bool(raw["truncated"]),
-        oom_killed=bool(raw["oom_killed"]),
-        max_rss_kb=raw["max_rss_kb"],
-    )
-
-
 def workspace_exec(
     *,
     session: Session,
@@ -284,7 +267,7 @@ def workspace_exec(
         if kind != "directory":
             raise DomainError(f"{directory} is not a directory.", code="not_a_directory")
     with EXEC_SECONDS.time():
-        result = _result(agent.call("exec", request, timeout=seconds + 30).result)
+        result = ExecResult.from_helper(agent.call("exec", request, timeout=seconds + 30).result)
     outcome = "timeout" if result.timed_out else "oom_killed" if result.oom_killed else "completed"
     EXECS.labels(outcome=outcome).inc()
     return result

@@ -13,7 +13,7 @@ import redis.exceptions
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFilesSent
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -100,16 +100,3 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             body = error_body(_first_message(detail), code)
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
-
-
-def status_for(code: int) -> str:
-    """The default machine code for an HTTP status, used outside DRF views."""
-    return {
-        status.HTTP_400_BAD_REQUEST: "bad_request",
-        status.HTTP_403_FORBIDDEN: "permission_denied",
-        status.HTTP_404_NOT_FOUND: "not_found",
-        status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
-        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "too_large",
-        status.HTTP_500_INTERNAL_SERVER_ERROR: "server_error",
-        status.HTTP_503_SERVICE_UNAVAILABLE: "service_unavailable",
-    }.get(code, "error")

@@ -16,10 +16,12 @@ A runtime owns the life of sandboxes: a container (or pod) plus a workspace volu
 from __future__ import annotations
 
 import abc
+import base64
 import enum
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,20 @@ class ExecResult:
     truncated: bool
     oom_killed: bool
     max_rss_kb: int | None
+
+    @classmethod
+    def from_helper(cls, raw: Mapping[str, Any]) -> ExecResult:
+        """The result the in-sandbox helper (``sandbox_agent.supervise``) reports, as JSON."""
+        return cls(
+            exit_code=raw["exit_code"],
+            stdout=base64.b64decode(raw["stdout"]),
+            stderr=base64.b64decode(raw["stderr"]),
+            duration_ms=int(raw["duration_ms"]),
+            timed_out=bool(raw["timed_out"]),
+            truncated=bool(raw["truncated"]),
+            oom_killed=bool(raw["oom_killed"]),
+            max_rss_kb=raw["max_rss_kb"],
+        )
 
 
 @dataclass(frozen=True)

@@ -424,16 +424,7 @@ class DockerRuntime(SandboxRuntime):
                 oom_killed=inspect.get("ExitCode") == 137,
                 max_rss_kb=None,
             )
-        return ExecResult(
-            exit_code=result["exit_code"],
-            stdout=base64.b64decode(result["stdout"]),
-            stderr=base64.b64decode(result["stderr"]),
-            duration_ms=int(result["duration_ms"]),
-            timed_out=bool(result["timed_out"]),
-            truncated=bool(result["truncated"]),
-            oom_killed=bool(result["oom_killed"]),
-            max_rss_kb=result["max_rss_kb"],
-        )
+        return ExecResult.from_helper(result)
 
     def open_tty(
         self,

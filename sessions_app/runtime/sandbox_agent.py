@@ -668,12 +668,7 @@ def op_exec(args, payload):
     return supervise(args), b""
 
 
-def op_ping(args, payload):
-    return {"pid": os.getpid()}, b""
-
-
 OPERATIONS = {
-    "ping": op_ping,
     "list": op_list,
     "read": op_read,
     "write": op_write,
