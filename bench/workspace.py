@@ -110,8 +110,12 @@ def _verdict(value: float, target: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.workspace", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
-                        help="samples for the 4 KB read/save and exec; also reads per concurrent client")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help="samples for the 4 KB read/save and exec; also reads per concurrent client",
+    )
     parser.add_argument("--clients", type=int, default=DEFAULT_CLIENTS, help="threads for concurrent reads")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.clients < 1:

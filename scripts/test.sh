@@ -22,7 +22,9 @@ if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
   [ -n "$given_redis" ] && export REDIS_URL="$given_redis"
 fi
 
-export VIBECODE_INSTANCE=test
+# One label per run, so that two runs on one engine (two checkouts) never clean up each other's
+# sandboxes.
+export VIBECODE_INSTANCE="test-$$"
 # No maintenance thread in the servers tests start: it would reconcile sessions whose rows live in
 # a test's uncommitted transaction. The tests that need it turn it on for their own server.
 export VIBECODE_CLEANUP_INTERVAL=0

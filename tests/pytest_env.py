@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-# Every sandbox the suite makes carries vibecode.instance=test, so that cleanup by label never
+# Every sandbox the suite makes carries vibecode.instance=test-<pid>, so that cleanup by label never
 # touches a real installation's sandboxes on the same engine.
-os.environ.setdefault("VIBECODE_INSTANCE", "test")
+os.environ.setdefault("VIBECODE_INSTANCE", f"test-{os.getpid()}")
 # No maintenance thread in the servers tests start: it would reconcile sessions whose rows live in
 # a test's uncommitted transaction. The tests that need it turn it on for their own server.
 os.environ.setdefault("VIBECODE_CLEANUP_INTERVAL", "0")

@@ -19,10 +19,12 @@ from django.conf import settings
 from core_app.errors import DomainError
 from core_app.metrics import EXEC_SECONDS, EXECS
 from sessions_app.models import Session, SessionEvent
+from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult
 from sessions_app.runtime.errors import SandboxNotRunning
+from sessions_app.runtime.helper import HelperClient, HelperError
 from sessions_app.services import session_event_record, session_touch
-from workspace_app.agent import AgentClient, AgentError, agents
+from sessions_app.specs import session_ref
 from workspace_app.paths import PathInvalid, PathOutsideWorkspace, clean_path
 
 SHELL_OPERATORS = (";", "&&", "||", "|", "`", "$(", ">", "<", "&", "\n", "\r")
@@ -58,11 +60,11 @@ def _path(session: Session, raw: object, *, allow_root: bool = True) -> str:
         raise
 
 
-def _agent(session: Session) -> AgentClient:
+def _agent(session: Session) -> HelperClient:
     if session.status != Session.Status.RUNNING:
         raise SandboxNotRunning(f"The session is {session.status}. Resume it to use its files.")
     session_touch(session=session)
-    return agents.get(session)
+    return get_runtime().helper(session_ref(session))
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -163,7 +165,7 @@ def workspace_upload(
             try:
                 agent.call("stat", {"path": target})
                 existing.append(target)
-            except AgentError as exc:
+            except HelperError as exc:
                 if exc.code != "not_found":
                     raise
         if existing:
@@ -191,7 +193,7 @@ def workspace_download(*, session: Session, path: str) -> Download:
     """A file as it is, or a folder (``""``: the whole workspace) as a zip, streamed."""
     clean = _path(session, path)
     info = _agent(session).call("stat", {"path": clean}).result
-    private = agents.open_private(session)
+    private = get_runtime().helper_private(session_ref(session))
 
     def chunks(op: str) -> Iterator[bytes]:
         try:

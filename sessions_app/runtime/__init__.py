@@ -7,7 +7,6 @@ today). Callers depend on :class:`sessions_app.runtime.base.SandboxRuntime`, nev
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -15,9 +14,6 @@ from django.utils.module_loading import import_string
 from sessions_app.runtime.base import SandboxRuntime
 
 BACKENDS = {"docker": "sessions_app.runtime.docker.DockerRuntime"}
-
-# The helper that runs inside every sandbox (see sandbox_agent.py), sent as `python3 -c` source.
-SANDBOX_AGENT_SOURCE = Path(__file__).with_name("sandbox_agent.py").read_text()
 
 
 @cache

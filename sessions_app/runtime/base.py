@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessions_app.runtime.helper import HELPER_ARGV, HelperClient, HelperPool, ProcessStream
+
 
 @dataclass(frozen=True)
 class SandboxSpec:
@@ -90,7 +92,7 @@ class ExecResult:
 
     @classmethod
     def from_helper(cls, raw: Mapping[str, Any]) -> ExecResult:
-        """The result the in-sandbox helper (``sandbox_agent.supervise``) reports, as JSON."""
+        """The result the in-sandbox helper (``supervise`` in ``sandbox/agent.py``) reports, as JSON."""
         return cls(
             exit_code=raw["exit_code"],
             stdout=base64.b64decode(raw["stdout"]),
@@ -135,24 +137,26 @@ class Tty(abc.ABC):
         """Close the socket; the process behind it gets a hangup. Idempotent."""
 
 
-class ProcessStream(abc.ABC):
-    """A long-lived process in a sandbox with its stdin and stdout as a byte stream (no TTY).
-    Used for the persistent helper; stderr is not part of the stream."""
-
-    @abc.abstractmethod
-    def write(self, data: bytes) -> None:
-        """Send bytes to the process's stdin. Raises ``OSError`` once the process is gone."""
-
-    @abc.abstractmethod
-    def read(self) -> bytes:
-        """The next bytes of its stdout; ``b""`` once it has ended."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Close both directions; the process sees EOF on stdin. Idempotent."""
-
-
 class SandboxRuntime(abc.ABC):
+    _helper_pool: HelperPool | None = None
+
+    # --- the helper: the one door for files, exec and streams ---------------------------------
+
+    def helper(self, ref: SandboxRef) -> HelperClient:
+        """The persistent helper of a running sandbox, started on first use and restarted when it
+        has died. Raises ``SandboxNotRunning`` when the container is not running."""
+        if self._helper_pool is None:
+            self._helper_pool = HelperPool()
+        return self._helper_pool.get(
+            ref.object_id or ref.object_name,
+            start=lambda: self.open_stream(ref, HELPER_ARGV),
+            label=_label(ref),
+        )
+
+    def helper_private(self, ref: SandboxRef) -> HelperClient:
+        """A helper of its own for one long stream (a download); the caller closes it."""
+        return HelperClient(self.open_stream(ref, HELPER_ARGV), label=f"{_label(ref)}/private")
+
     @abc.abstractmethod
     def ping(self) -> str:
         """A one-line description of the engine, or raise ``RuntimeUnavailable``."""
@@ -224,3 +228,7 @@ class SandboxRuntime(abc.ABC):
     @abc.abstractmethod
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
         """Every container, running or not, carrying all of ``labels``."""
+
+
+def _label(ref: SandboxRef) -> str:
+    return f"{ref.object_name}/{ref.object_id[:12]}"

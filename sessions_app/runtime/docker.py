@@ -23,7 +23,7 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from core_app.metrics import DOCKER_ERRORS
-from sessions_app.runtime import SANDBOX_AGENT_SOURCE
+from sandbox import AGENT_SOURCE
 from sessions_app.runtime.base import (
     ExecResult,
     ProcessStream,
@@ -386,7 +386,7 @@ class DockerRuntime(SandboxRuntime):
                 "stdin": base64.b64encode(stdin or b"").decode(),
             }
         ).encode()
-        exec_id = self._exec_create(ref, ["python3", "-c", SANDBOX_AGENT_SOURCE, "once"], stdin=True)
+        exec_id = self._exec_create(ref, ["python3", "-c", AGENT_SOURCE, "once"], stdin=True)
         with engine_errors("run a process in the container"):
             raw = self.client.api.exec_start(exec_id, socket=True)
         sock: socket.socket = raw._sock

@@ -71,15 +71,17 @@ def test_a_users_journey_through_the_ide(signed_in, daphne_server, console):
     # 4. `ls` in the terminal shows main.py.
     page.click("[data-testid=panel-terminals]")
     page.click("[data-testid=terminal] .xterm-screen")
-    page.keyboard.type("ls -1 --color=never; echo LS-DONE\n")
-    wait_for_terminal_text(page, "LS-DONE")
+    # The marker is computed by the shell, so it appears only once the output has arrived, never
+    # in the echo of the typed command line.
+    page.keyboard.type("ls -1 --color=never; echo LS-$((40+2))-DONE\n")
+    wait_for_terminal_text(page, "LS-42-DONE")
     assert "main.py" in terminal_text(page)
     page.screenshot(path=str(ARTIFACTS / "ide-terminal.png"))
 
     # 5. Reload: the terminal reattaches with its earlier output on screen.
     page.reload()
     page.wait_for_selector("[data-testid=terminal] .xterm-rows", timeout=30000)
-    wait_for_terminal_text(page, "LS-DONE")
+    wait_for_terminal_text(page, "LS-42-DONE")
     assert "main.py" in terminal_text(page)
 
     # 6. Upload a folder by drag and drop; download the workspace zip and check its contents.

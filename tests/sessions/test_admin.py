@@ -17,9 +17,17 @@ SESSIONS = "/admin/sessions_app/session/"
 EVENTS = "/admin/sessions_app/sessionevent/"
 QUOTAS = "/admin/sessions_app/quota/"
 STAFF_PERMISSIONS = [
-    "view_session", "change_session", "add_session", "delete_session",
-    "view_sessionevent", "change_sessionevent", "add_sessionevent", "delete_sessionevent",
-    "view_quota", "change_quota", "add_quota",
+    "view_session",
+    "change_session",
+    "add_session",
+    "delete_session",
+    "view_sessionevent",
+    "change_sessionevent",
+    "add_sessionevent",
+    "delete_sessionevent",
+    "view_quota",
+    "change_quota",
+    "add_quota",
 ]
 
 
@@ -126,7 +134,7 @@ def test_it_offers_no_add_edit_or_built_in_delete_of_sessions(staff_client, alic
     page = staff_client.get(f"{SESSIONS}{session.pk}/change/")
     assert page.status_code == 200, "staff may look"
     assert b'name="_save"' not in page.content
-    assert f'{SESSIONS}{session.pk}/delete/'.encode() not in page.content
+    assert f"{SESSIONS}{session.pk}/delete/".encode() not in page.content
     assert staff_client.post(f"{SESSIONS}{session.pk}/change/", {"name": "renamed"}).status_code == 403
     assert staff_client.get(f"{SESSIONS}{session.pk}/delete/").status_code == 403
     assert staff_client.post(f"{SESSIONS}{session.pk}/delete/", {"post": "yes"}).status_code == 403

@@ -83,7 +83,7 @@ def test_user_installs_survive_suspend_and_resume(alice_api, sandboxes):
     setup = (
         "mkdir -p /tmp/pkg/hello && cd /tmp/pkg && "
         "echo 'from setuptools import setup' > setup.py && "
-        "echo 'setup(name=\"hello\", version=\"1.0\", packages=[\"hello\"])' >> setup.py && "
+        'echo \'setup(name="hello", version="1.0", packages=["hello"])\' >> setup.py && '
         "echo 'WORD = \"installed\"' > hello/__init__.py && "
         "pip install --user --no-build-isolation --no-index -q /tmp/pkg"
     )

@@ -1,7 +1,8 @@
-"""The backend side of the persistent helper inside each session's sandbox.
+"""The backend side of the persistent helper inside each sandbox: the runtime's one door for
+files, exec and streams.
 
-One :class:`AgentClient` per running container, started on demand and restarted when it dies.
-It multiplexes requests over the helper's stdin/stdout (see ``sandbox_agent.py`` for the frame
+One :class:`HelperClient` per running container, started on demand and restarted when it dies.
+It multiplexes requests over the helper's stdin/stdout (see ``sandbox/agent.py`` for the frame
 format): callers on any thread send a request and wait for the frames with their id, which a
 reader thread dispatches. The helper walks every path itself, so it is never a way around the
 path checks.
@@ -9,13 +10,14 @@ path checks.
 
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 import logging
 import queue
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +25,12 @@ from django.conf import settings
 
 from core_app.errors import DomainError
 from core_app.metrics import AGENT_RESTARTS
-from sessions_app.models import Session
-from sessions_app.runtime import SANDBOX_AGENT_SOURCE, get_runtime
-from sessions_app.runtime.base import ProcessStream
+from sandbox import AGENT_SOURCE
 from sessions_app.runtime.errors import RuntimeFailure
-from sessions_app.specs import session_ref
 
 logger = logging.getLogger(__name__)
 
-AGENT_ARGV = ["python3", "-u", "-c", SANDBOX_AGENT_SOURCE, "serve"]
+HELPER_ARGV = ["python3", "-u", "-c", AGENT_SOURCE, "serve"]
 # Results (a listing, an exec's capped output in base64) stay well under this.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 
@@ -41,15 +40,32 @@ def max_payload_bytes() -> int:
     return int(settings.VIBECODE_MAX_EDIT_BYTES) + 1024 * 1024
 
 
+class ProcessStream(abc.ABC):
+    """A long-lived process in a sandbox with its stdin and stdout as a byte stream (no TTY).
+    Used for the persistent helper; stderr is not part of the stream."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send bytes to the process's stdin. Raises ``OSError`` once the process is gone."""
+
+    @abc.abstractmethod
+    def read(self) -> bytes:
+        """The next bytes of its stdout; ``b""`` once it has ended."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close both directions; the process sees EOF on stdin. Idempotent."""
+
+
 CHUNK = 256 * 1024
 _GONE = object()
 
 
-class AgentError(DomainError):
+class HelperError(DomainError):
     """An error the helper reported (not found, conflict, symlink refused...)."""
 
 
-class AgentGone(RuntimeFailure):
+class HelperGone(RuntimeFailure):
     code = "helper_unavailable"
     default_detail = "The session's helper process stopped. Try again; it restarts by itself."
 
@@ -60,7 +76,7 @@ class Reply:
     data: bytes
 
 
-class AgentClient:
+class HelperClient:
     def __init__(self, stream: ProcessStream, *, label: str) -> None:
         self._stream = stream
         self.label = label
@@ -126,13 +142,13 @@ class AgentClient:
                     raise ValueError(f"payload was {sent} bytes, announced {size}")
             except OSError as exc:
                 self.alive = False
-                raise AgentGone() from exc
+                raise HelperGone() from exc
 
     def _frames(
         self, op: str, args: dict[str, Any], payload: Iterable[bytes], size: int, timeout: float
     ) -> Iterator[tuple[dict[str, Any], bytes]]:
         if not self.alive:
-            raise AgentGone()
+            raise HelperGone()
         request_id = next(self._ids)
         waiter: queue.SimpleQueue[Any] = queue.SimpleQueue()
         with self._pending_lock:
@@ -143,13 +159,13 @@ class AgentClient:
                 try:
                     item = waiter.get(timeout=timeout)
                 except queue.Empty:
-                    raise AgentGone(f"The session's helper did not answer within {timeout:.0f} s.") from None
+                    raise HelperGone(f"The session's helper did not answer within {timeout:.0f} s.") from None
                 if item is _GONE:
-                    raise AgentGone()
+                    raise HelperGone()
                 header, data = item
                 if not header.get("ok"):
                     error = header.get("error") or {}
-                    failure = AgentError(error.get("detail"), code=error.get("code", "agent_error"))
+                    failure = HelperError(error.get("detail"), code=error.get("code", "agent_error"))
                     failure.status_code = int(error.get("status", 400))
                     failure.extra = {k: v for k, v in error.items() if k not in {"code", "detail", "status"}}
                     raise failure
@@ -180,7 +196,7 @@ class AgentClient:
         for header, data in self._frames(op, args or {}, chunks, size, timeout):
             if not header.get("more"):
                 return Reply(header.get("result") or {}, data)
-        raise AgentGone()
+        raise HelperGone()
 
     def stream(
         self, op: str, args: dict[str, Any] | None = None, *, timeout: float = 300.0
@@ -195,11 +211,15 @@ class AgentClient:
         self._stream.close()
 
 
-class AgentRegistry:
-    """One helper per running container in this process, started on demand."""
+class HelperPool:
+    """One helper per running container in this process, started on demand, restarted when dead.
+
+    ``start`` starts a helper process (the runtime's ``open_stream``). Keys are container ids,
+    so a re-created container never reuses a dead container's helper.
+    """
 
     def __init__(self) -> None:
-        self._agents: dict[str, AgentClient] = {}
+        self._helpers: dict[str, HelperClient] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -207,32 +227,22 @@ class AgentRegistry:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def get(self, session: Session) -> AgentClient:
-        key = session.container_id or session.container_name
-        agent = self._agents.get(key)
-        if agent is not None and agent.alive:
-            return agent
+    def get(self, key: str, *, start: Callable[[], ProcessStream], label: str) -> HelperClient:
+        helper = self._helpers.get(key)
+        if helper is not None and helper.alive:
+            return helper
         with self._lock_for(key):
-            agent = self._agents.get(key)
-            if agent is not None and agent.alive:
-                return agent
-            if agent is not None:
+            helper = self._helpers.get(key)
+            if helper is not None and helper.alive:
+                return helper
+            if helper is not None:
                 AGENT_RESTARTS.inc()
-                logger.warning("helper of session %s died; restarting it", session.public_id)
-            stream = get_runtime().open_stream(session_ref(session), AGENT_ARGV)
-            agent = AgentClient(stream, label=f"{session.public_id}/{key[:12]}")
-            self._agents[key] = agent
+                logger.warning("helper %s died; restarting it", label)
+            helper = HelperClient(start(), label=label)
+            self._helpers[key] = helper
             self._prune()
-            return agent
-
-    def open_private(self, session: Session) -> AgentClient:
-        """A helper of its own, for a long stream (a download) that must not hold up the shared one."""
-        stream = get_runtime().open_stream(session_ref(session), AGENT_ARGV)
-        return AgentClient(stream, label=f"{session.public_id}/private")
+            return helper
 
     def _prune(self) -> None:
-        for key in [key for key, agent in self._agents.items() if not agent.alive]:
-            del self._agents[key]
-
-
-agents = AgentRegistry()
+        for key in [key for key, helper in self._helpers.items() if not helper.alive]:
+            del self._helpers[key]
