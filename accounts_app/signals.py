@@ -9,8 +9,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from core_app.net import client_ip
+from sessions_app.audit import session_event_record
 from sessions_app.models import SessionEvent
-from sessions_app.services import session_event_record
 
 
 @receiver(user_login_failed)

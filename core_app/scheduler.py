@@ -32,7 +32,7 @@ def maintenance_tick() -> bool:
     except Exception:
         logger.warning("maintenance skipped: the cache (lock) is unavailable", exc_info=True)
         return False
-    from sessions_app.services import sessions_cleanup, sessions_reconcile
+    from sessions_app.operations import sessions_cleanup, sessions_reconcile
 
     close_old_connections()
     try:

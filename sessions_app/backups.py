@@ -249,7 +249,7 @@ def restore_all(*, directory: Path, force: bool = False) -> dict[str, Any]:
         with (directory / "workspaces" / workspace["file"]).open("rb") as archive:
             workspace_restore(volume=workspace["volume"], archive=archive, force=force)
     # The restored rows describe containers of another engine's past: make them agree with this one.
-    from sessions_app.services import sessions_reconcile
+    from sessions_app.operations import sessions_reconcile
 
     sessions_reconcile()
     return manifest

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlparse
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
 
+from sessions_app.audit import session_event_record
 from sessions_app.models import SLUG_ALPHABET, SessionEvent
-from sessions_app.services import session_event_record
 
 
 def ws_refusal_record(*, scope: dict[str, Any], reason: str) -> None:

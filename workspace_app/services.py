@@ -18,12 +18,13 @@ from django.conf import settings
 
 from core_app.errors import DomainError
 from core_app.metrics import EXEC_SECONDS, EXECS
+from sessions_app.audit import session_event_record
 from sessions_app.models import Session, SessionEvent
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult
 from sessions_app.runtime.errors import SandboxNotRunning
 from sessions_app.runtime.helper import HelperClient, HelperError
-from sessions_app.services import session_event_record, session_touch
+from sessions_app.services import session_touch
 from sessions_app.specs import session_ref
 from workspace_app.paths import PathInvalid, PathOutsideWorkspace, clean_path
 

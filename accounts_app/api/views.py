@@ -27,8 +27,8 @@ from accounts_app.api.serializers import (
 from accounts_app.services import user_register
 from core_app.api.throttling import ApiRateThrottle, LoginRateThrottle
 from core_app.net import client_ip
+from sessions_app.audit import session_event_record
 from sessions_app.models import SessionEvent
-from sessions_app.services import session_event_record
 
 
 class InvalidRefreshToken(exceptions.AuthenticationFailed):

@@ -5,8 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from sessions_app.operations import sessions_cleanup
 from sessions_app.runtime.errors import RuntimeUnavailable
-from sessions_app.services import sessions_cleanup
 
 
 def plural(count: int, word: str) -> str:
