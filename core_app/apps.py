@@ -9,6 +9,3 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from core_app import checks  # noqa: F401  (registers the system checks)
-        from core_app.metrics import register_collectors
-
-        register_collectors()

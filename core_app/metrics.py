@@ -1,15 +1,13 @@
 """Prometheus metrics, defined once here and incremented where things happen.
 
-Counters and histograms are per process (scrape each backend). Sessions by status come from the
-database at scrape time, so every replica reports the same numbers for them.
+Counters and histograms are per process (scrape each backend). Apps add collectors that read
+at scrape time with :func:`register_collector` in their ``ready()`` (sessions_app: sessions by
+status, counted in the database, so every replica reports the same numbers for them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 RATE_LIMIT_REFUSALS = Counter(
@@ -31,29 +29,10 @@ EXEC_SECONDS = Histogram(
 DOCKER_ERRORS = Counter("vibecode_docker_errors_total", "Docker API calls that failed.", ["kind"])
 
 
-class SessionsByStatus(Collector):
-    """``vibecode_sessions{status=...}``, counted in the database when scraped."""
-
-    def describe(self) -> list[GaugeMetricFamily]:
-        # Registration calls this instead of collect(), so no query runs while apps load.
-        return [GaugeMetricFamily("vibecode_sessions", "Sessions by status.", labels=["status"])]
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from django.db.models import Count
-
-        from sessions_app.models import Session
-
-        family = GaugeMetricFamily("vibecode_sessions", "Sessions by status.", labels=["status"])
-        counts = dict(
-            Session.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
-        )
-        for status in Session.Status.values:
-            family.add_metric([status], counts.get(status, 0))
-        yield family
-
-
-def register_collectors() -> None:
+def register_collector(collector: Collector) -> None:
+    """Register a collector with the process's registry; a second registration (tests reload
+    apps) is ignored."""
     try:
-        REGISTRY.register(SessionsByStatus())
+        REGISTRY.register(collector)
     except ValueError:
-        pass  # registered already (tests reload apps)
+        pass  # registered already

@@ -1,7 +1,8 @@
-"""Maintenance inside the server: every ``VIBECODE_CLEANUP_INTERVAL`` seconds, reconcile the
-database with the engine (so a Docker restart is noticed without an operator) and suspend idle
-sessions. With several replicas only one runs it per interval: a lock in the shared cache
-(Redis ``SET NX EX`` under the hood) decides. The cron commands keep working beside it.
+"""Maintenance inside the server: every ``VIBECODE_CLEANUP_INTERVAL`` seconds, run the tasks the
+apps registered in their ``ready()`` (sessions_app: reconcile the database with the engine, so a
+Docker restart is noticed without an operator, then suspend idle sessions). With several
+replicas only one runs a round per interval: a lock in the shared cache (Redis ``SET NX EX``
+under the hood) decides. The cron commands keep working beside it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
@@ -19,6 +21,21 @@ logger = logging.getLogger(__name__)
 
 LOCK_KEY = "maintenance-lock"
 _started = threading.Event()
+
+MaintenanceTask = Callable[[], int]
+"""A task does one round and returns how many actions it took."""
+
+_tasks: dict[str, MaintenanceTask] = {}
+
+
+def register_maintenance_task(name: str, task: MaintenanceTask) -> None:
+    """Add (or replace) the task called ``name``. Each round runs the tasks in the order they were
+    registered; a task that fails is logged and the next one still runs."""
+    _tasks[name] = task
+
+
+def registered_tasks() -> list[str]:
+    return list(_tasks)
 
 
 def maintenance_tick() -> bool:
@@ -32,20 +49,16 @@ def maintenance_tick() -> bool:
     except Exception:
         logger.warning("maintenance skipped: the cache (lock) is unavailable", exc_info=True)
         return False
-    from sessions_app.operations import sessions_cleanup, sessions_reconcile
-
     close_old_connections()
     try:
-        reconciled = sessions_reconcile()
-        cleaned = sessions_cleanup()
-        if reconciled.actions or cleaned.actions:
-            logger.info(
-                "maintenance: %d reconcile and %d cleanup actions",
-                len(reconciled.actions),
-                len(cleaned.actions),
-            )
-    except Exception:  # the next round tries again; an outage must not kill the thread
-        logger.warning("maintenance round failed", exc_info=True)
+        actions: dict[str, int] = {}
+        for name, task in list(_tasks.items()):
+            try:
+                actions[name] = task()
+            except Exception:  # the next round tries again; an outage must not kill the thread
+                logger.warning("maintenance task %s failed", name, exc_info=True)
+        if any(actions.values()):
+            logger.info("maintenance: %s", ", ".join(f"{n} {name}" for name, n in actions.items()))
     finally:
         close_old_connections()
     return True
@@ -63,5 +76,5 @@ def start_scheduler() -> threading.Event | None:
     _started.set()
     stop = threading.Event()
     threading.Thread(target=_loop, args=(stop,), name="vibecode-maintenance", daemon=True).start()
-    logger.info("maintenance every %d s (reconcile and idle cleanup)", settings.VIBECODE_CLEANUP_INTERVAL)
+    logger.info("maintenance every %d s: %s", settings.VIBECODE_CLEANUP_INTERVAL, ", ".join(_tasks))
     return stop

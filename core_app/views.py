@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -15,8 +16,9 @@ from core_app.net import client_ip
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    """``/api/health`` and ``/health``: 200 while the database answers, 503 when it does not."""
-    report = health_report()
+    """``/api/health`` and ``/health``: 200 while the database answers, 503 when it does not.
+    Staff and the metrics scraper (see :func:`metrics_allowed`) also get each check's details."""
+    report = health_report(detailed=metrics_allowed(request))
     return JsonResponse(report, status=503 if report["status"] == "down" else 200)
 
 
@@ -42,9 +44,21 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 def metrics_allowed(request: HttpRequest) -> bool:
+    """Staff (session cookie), or the scraper: ``Authorization: Bearer <VIBECODE_METRICS_TOKEN>``
+    from an address in ``VIBECODE_METRICS_NETWORKS``. The token is tried first: it needs no
+    database, and the health check must answer while the database is down."""
+    return _scraper_allowed(request) or _is_staff(request)
+
+
+def _is_staff(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated and user.is_staff:
-        return True
+    try:
+        return bool(user is not None and user.is_authenticated and user.is_staff)
+    except DatabaseError:  # the session store is down: nobody is staff until it is back
+        return False
+
+
+def _scraper_allowed(request: HttpRequest) -> bool:
     token = settings.VIBECODE_METRICS_TOKEN
     offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not token or not offered or not hmac.compare_digest(offered.encode(), token.encode()):

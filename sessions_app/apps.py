@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class SessionsConfig(AppConfig):
     name = "sessions_app"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imported here because it needs the models, which are loaded only once apps are ready.
+        from sessions_app import monitoring
+
+        monitoring.register()

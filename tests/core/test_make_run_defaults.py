@@ -18,7 +18,10 @@ from tests.conftest import REPO_ROOT, free_port, wait_for_http
 def test_make_run_serves_on_the_embedded_defaults(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(VIBECODE_VAR_DIR=str(tmp_path), VIBECODE_PORT=str(port))
+    # The health check's details are for staff and the metrics scraper: be the scraper.
+    env.update(
+        VIBECODE_VAR_DIR=str(tmp_path), VIBECODE_PORT=str(port), VIBECODE_METRICS_TOKEN="scrape-0123456789"
+    )
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
         [str(REPO_ROOT / "scripts/serve.sh")],
@@ -30,7 +33,8 @@ def test_make_run_serves_on_the_embedded_defaults(tmp_path):
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", timeout=90, process=server)
-        body = httpx.get(f"http://127.0.0.1:{port}/api/health").json()
+        health = f"http://127.0.0.1:{port}/api/health"
+        body = httpx.get(health, headers={"Authorization": "Bearer scrape-0123456789"}).json()
         assert body["status"] == "ok", body
         assert body["checks"]["database"]["detail"] == "sqlite"
         assert body["checks"]["channel_layer"]["detail"] == "InMemoryChannelLayer"

@@ -7,6 +7,7 @@ import threading
 import pytest
 from django.test import override_settings
 
+from core_app import scheduler
 from core_app.scheduler import maintenance_tick
 from sessions_app import services
 from sessions_app.models import Session
@@ -30,3 +31,22 @@ def test_only_one_round_runs_per_interval_whoever_asks(alice, sandboxes):
     assert tick_in_a_thread() is True, "the first caller takes the lock (in Redis) and runs"
     assert Session.objects.get(pk=session.pk).status == "suspended", "idle cleanup ran"
     assert tick_in_a_thread() is False, "a second caller (another replica) in the same interval does not"
+
+
+@override_settings(VIBECODE_CLEANUP_INTERVAL=30)
+def test_a_failing_task_does_not_stop_the_ones_after_it(monkeypatch):
+    ran: list[str] = []
+
+    def broken() -> int:
+        ran.append("broken")
+        raise RuntimeError("the engine is down")
+
+    monkeypatch.setattr(scheduler, "_tasks", {})
+    scheduler.register_maintenance_task("broken", broken)
+    scheduler.register_maintenance_task("after", lambda: ran.append("after") or 0)
+    assert tick_in_a_thread() is True
+    assert ran == ["broken", "after"]
+
+
+def test_sessions_app_registers_reconcile_before_cleanup():
+    assert scheduler.registered_tasks() == ["reconcile", "cleanup"]
