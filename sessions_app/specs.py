@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from sessions_app.runtime.base import SandboxRef, SandboxSpec
+from sessions_app.runtime.base import SandboxRef, SandboxSpec, VolumeHelperSpec
 
 if TYPE_CHECKING:
     from sessions_app.models import Session
@@ -81,4 +81,20 @@ def session_ref(session: Session) -> SandboxRef:
         object_id=session.container_id or session.container_name,
         object_name=session.container_name,
         volume_name=session.volume_name,
+    )
+
+
+# --- backups and restores -----------------------------------------------------------------------
+
+
+def volume_helper_spec(*, volume_name: str) -> VolumeHelperSpec:
+    """The helper that backs up or restores ``volume_name``: the sandbox image and user, labelled
+    as this installation's (``vibecode.role=backup``, no session id, so cleanup never takes it
+    for an orphan sandbox, and tests remove it by label)."""
+    return VolumeHelperSpec(
+        volume_name=volume_name,
+        image=settings.VIBECODE_SANDBOX_IMAGE,
+        labels={**instance_labels(), "vibecode.role": "backup"},
+        volume_labels=instance_labels(),
+        user=settings.VIBECODE_SANDBOX_USER,
     )

@@ -19,7 +19,7 @@ import abc
 import base64
 import enum
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,24 @@ class SandboxSpec:
     log_max_size: str = "10m"
     workdir: str = "/workspace"
     env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VolumeHelperSpec:
+    """A throwaway helper that reads or writes a workspace volume for backups and restores,
+    hardened like a sandbox (no network, no capabilities, read-only root, the sandbox user)."""
+
+    volume_name: str
+    image: str
+    labels: Mapping[str, str]  # the helper container's
+    volume_labels: Mapping[str, str]  # a volume the helper has to create (a restore onto a new engine)
+    user: str = "1000:1000"
+    memory_mb: int = 256
+    pids: int = 64
+    cpus: float = 0.5
+    # Where the volume is mounted: the sandbox's own workdir, so a new volume gets the image's
+    # /workspace (owned by the sandbox user) exactly as a sandbox would.
+    mount: str = "/workspace"
 
 
 @dataclass(frozen=True)
@@ -228,6 +246,38 @@ class SandboxRuntime(abc.ABC):
     @abc.abstractmethod
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
         """Every container, running or not, carrying all of ``labels``."""
+
+    # --- workspace volumes: pauses, backups and restores ---------------------------------------
+
+    @abc.abstractmethod
+    def pause(self, ref: SandboxRef) -> None:
+        """Freeze every process of a running sandbox, so that its files hold still while they are
+        copied. Paused already: no-op. Raises ``SandboxNotRunning`` when the container is stopped
+        or gone. Whoever pauses unpauses, also on failure (``try``/``finally``)."""
+
+    @abc.abstractmethod
+    def unpause(self, ref: SandboxRef) -> None:
+        """Thaw a paused sandbox. Not paused, stopped or gone already: no-op."""
+
+    @abc.abstractmethod
+    def volume_has_files(self, spec: VolumeHelperSpec) -> bool:
+        """Whether the volume holds anything at all (a file, a directory, ``.home``). Reads only
+        until the first entry. A missing volume has no files (and is not created)."""
+
+    @abc.abstractmethod
+    def export_volume(self, spec: VolumeHelperSpec) -> Iterator[bytes]:
+        """The volume's contents as an uncompressed tar stream, entries relative to its root
+        (``./main.py``), ownership and modes kept. A generator: nothing happens before the first
+        ``next()``, which raises ``VolumeNotFound`` for a missing volume (never created here).
+        Closing it early releases everything it made. The volume is read as it is: a caller that
+        wants a consistent copy of a running sandbox pauses it first."""
+
+    @abc.abstractmethod
+    def import_volume(self, spec: VolumeHelperSpec, stream: Iterable[bytes], *, replace: bool) -> None:
+        """Unpack an uncompressed tar ``stream`` (as :meth:`export_volume` makes) into the volume,
+        creating the volume when it is missing. A volume that has files raises ``VolumeNotEmpty``
+        unless ``replace``, which empties it first so the result equals the archive. The engine
+        unpacks as it reads: callers check the archive reads back whole before calling this."""
 
 
 def _label(ref: SandboxRef) -> str:

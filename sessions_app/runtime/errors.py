@@ -28,3 +28,15 @@ class SandboxNotRunning(DomainError):
     status_code = 409
     code = "session_not_running"
     default_detail = "The session is not running. Resume it first."
+
+
+class VolumeNotFound(DomainError):
+    status_code = 409
+    code = "volume_missing"
+    default_detail = "The workspace volume does not exist."
+
+
+class VolumeNotEmpty(DomainError):
+    status_code = 409
+    code = "workspace_not_empty"
+    default_detail = "The workspace already has files."

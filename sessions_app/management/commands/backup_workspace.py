@@ -11,7 +11,10 @@ from sessions_app.models import Session
 
 
 class Command(BaseCommand):
-    help = "Save a session's /workspace to a .tar.gz, through the Docker API (no host paths)."
+    help = (
+        "Save a session's /workspace to a .tar.gz through the runtime (no host paths). A running "
+        "session is paused for the copy, so that its files are consistent, and unpaused afterwards."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("session", help="The session's id.")
@@ -22,7 +25,7 @@ class Command(BaseCommand):
         if session is None:
             raise CommandError(f"No session {options['session']}.")
         try:
-            entry = workspace_backup(volume=session.volume_name, output=options["output"])
+            entry = workspace_backup(session=session, output=options["output"])
         except DomainError as exc:
             raise CommandError(exc.detail) from exc
         size, digest = entry["size"], entry["sha256"]

@@ -12,18 +12,30 @@ from sessions_app.backups import restore_all
 class Command(BaseCommand):
     help = (
         "Restore a backup_all directory: checksums are verified first, then the database and every "
-        "workspace. Workspaces that already have files are refused unless --force."
+        "workspace, then the sessions are reconciled with the engine. Workspaces that already have "
+        "files are refused unless --force, and so are workspaces of running sessions. --dry-run "
+        "makes every check and lists what would be done, changing nothing."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("directory", type=Path)
         parser.add_argument("--force", action="store_true", help="Replace workspaces that have files.")
+        parser.add_argument("--dry-run", action="store_true", help="Say what would be done; change nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not (options["directory"] / "manifest.json").is_file():
             raise CommandError(f"{options['directory']} has no manifest.json: not a backup_all directory.")
+        dry_run: bool = options["dry_run"]
         try:
-            manifest = restore_all(directory=options["directory"], force=options["force"])
+            report = restore_all(directory=options["directory"], force=options["force"], dry_run=dry_run)
         except DomainError as exc:
             raise CommandError(exc.detail) from exc
-        self.stdout.write(f"restored the database and {len(manifest['workspaces'])} workspace(s)")
+        count = len(report.manifest["workspaces"])
+        if dry_run:
+            for action in report.actions:
+                self.stdout.write(f"[dry run] {action}")
+            self.stdout.write(
+                f"dry run: would restore the database and {count} workspace(s); nothing was changed"
+            )
+        else:
+            self.stdout.write(f"restored the database and {count} workspace(s)")
