@@ -37,7 +37,7 @@ from sessions_app.errors import (
 )
 from sessions_app.models import Session, SessionEvent, new_public_id
 from sessions_app.runtime import get_runtime
-from sessions_app.runtime.base import ExecResult, SandboxStats
+from sessions_app.runtime.base import ExecResult, SandboxStats, Tty
 from sessions_app.selectors import quota_for
 
 logger = logging.getLogger(__name__)
@@ -263,6 +263,13 @@ def session_keepalive(*, session: Session) -> Session:
     Session.objects.filter(pk=session.pk).update(last_activity_at=now)
     session.last_activity_at = now
     return session
+
+
+def session_open_tty(*, session: Session, argv: list[str], cols: int, rows: int) -> Tty:
+    """Start ``argv`` on a new TTY in the session's sandbox (the terminal). Blocking: async
+    callers run it in a worker thread. Raises ``SandboxNotRunning``."""
+    _require_running(session)
+    return get_runtime().open_tty(specs.session_ref(session), argv, cols=cols, rows=rows)
 
 
 def _require_running(session: Session) -> None:

@@ -27,9 +27,7 @@ from core_app.metrics import OPEN_TERMINALS
 from sessions_app import selectors, services
 from sessions_app.errors import SessionNotFound
 from sessions_app.models import Session
-from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import Tty
-from sessions_app.specs import session_ref
 from terminal_app import services as terminals
 from terminal_app.auth import terminal_user
 from terminal_app.notify import terminal_group
@@ -104,9 +102,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         cols, rows = _clamp(params.get("cols"), 2, 1000, 80), _clamp(params.get("rows"), 2, 500, 24)
         self.client_id = secrets.token_hex(8)
         try:
-            self.tty = await sync_to_async(get_runtime().open_tty, thread_sensitive=False)(
-                session_ref(self.session),
-                terminals.tmux_attach_argv(self.terminal_id, cols=cols, rows=rows, client_id=self.client_id),
+            self.tty = await sync_to_async(services.session_open_tty, thread_sensitive=False)(
+                session=self.session,
+                argv=terminals.tmux_attach_argv(
+                    self.terminal_id, cols=cols, rows=rows, client_id=self.client_id
+                ),
                 cols=cols,
                 rows=rows,
             )

@@ -3,15 +3,11 @@ learn what answered (versions, engine names, latencies)."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 from django.test import override_settings
 
 import sessions_app.runtime.docker as docker_backend
 from core_app import health
-from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -91,19 +87,3 @@ def test_a_registered_check_is_reported_and_a_critical_failure_means_down(client
 def test_sessions_app_registers_its_docker_check_from_ready():
     assert health.registered_checks()[:2] == ["database", "channel_layer"]
     assert "docker" in health.registered_checks()
-
-
-def test_core_app_imports_no_other_app():
-    """core_app is the ground floor: apps register into it, it never reaches up into them."""
-    apps = {path.parent.name for path in REPO_ROOT.glob("*_app/apps.py")} - {"core_app"}
-    assert {"sessions_app", "workspace_app", "terminal_app"} <= apps
-    offenders = []
-    for path in Path(REPO_ROOT / "core_app").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] in apps]
-    assert offenders == []
