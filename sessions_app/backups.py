@@ -90,8 +90,7 @@ def workspace_backup(*, session: Session, output: Path) -> dict[str, Any]:
     packed = output.with_name(f".{output.name}.partial")
     try:
         try:
-            runtime.pause(ref)
-            paused = True
+            paused = runtime.pause(ref)  # False: paused already, by whoever will unpause it
         except SandboxNotRunning:
             paused = False  # stopped: its files hold still by themselves
         try:

@@ -190,12 +190,15 @@ class FakeRuntime(SandboxRuntime):
 
     # --- workspace volumes ----------------------------------------------------------------------
 
-    def pause(self, ref: SandboxRef) -> None:
+    def pause(self, ref: SandboxRef) -> bool:
         self._call("pause")
         container = self._find(ref)
         if container is None or container.state == "stopped":
             raise SandboxNotRunning()
+        if container.state == "paused":
+            return False
         container.state = "paused"
+        return True
 
     def unpause(self, ref: SandboxRef) -> None:
         self._call("unpause")

@@ -250,10 +250,11 @@ class SandboxRuntime(abc.ABC):
     # --- workspace volumes: pauses, backups and restores ---------------------------------------
 
     @abc.abstractmethod
-    def pause(self, ref: SandboxRef) -> None:
+    def pause(self, ref: SandboxRef) -> bool:
         """Freeze every process of a running sandbox, so that its files hold still while they are
-        copied. Paused already: no-op. Raises ``SandboxNotRunning`` when the container is stopped
-        or gone. Whoever pauses unpauses, also on failure (``try``/``finally``)."""
+        copied. True when this call paused it; False when it was paused already (then whoever
+        paused it unpauses it). Raises ``SandboxNotRunning`` when the container is stopped or
+        gone. A caller that got True unpauses, also on failure (``try``/``finally``)."""
 
     @abc.abstractmethod
     def unpause(self, ref: SandboxRef) -> None:

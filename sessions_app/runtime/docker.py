@@ -534,12 +534,13 @@ class DockerRuntime(SandboxRuntime):
 
     # --- workspace volumes: pauses, backups and restores ---------------------------------------
 
-    def pause(self, ref: SandboxRef) -> None:
+    def pause(self, ref: SandboxRef) -> bool:
         with engine_errors("pause the container"):
             try:
                 if self.client.api.inspect_container(ref.object_id)["State"].get("Paused"):
-                    return
+                    return False
                 self.client.api.pause(ref.object_id)
+                return True
             except NotFound as exc:
                 raise SandboxNotRunning() from exc
             except APIError as exc:

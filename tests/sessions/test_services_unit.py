@@ -259,3 +259,20 @@ def test_a_truncated_archive_is_refused_before_the_workspace_is_touched(alice, r
         backups.workspace_restore(session=session, archive=truncated, force=True)
     assert "import_volume" not in runtime.calls
     assert runtime.volumes[session.volume_name] == {"main.py": b"precious"}
+
+
+def test_a_backup_leaves_a_sandbox_paused_by_someone_else_to_them(alice, runtime, tmp_path):
+    session = services.session_create(user=alice)
+    runtime.volumes[session.volume_name] = {"main.py": b"print(1)"}
+    assert runtime.pause(specs.session_ref(session)) is True  # another backup, still copying
+    backups.workspace_backup(session=session, output=tmp_path / "second.tar.gz")
+    assert "unpause" not in runtime.calls
+    assert runtime.containers[session.container_id].state == "paused"
+
+
+def test_a_backup_of_a_stopped_sandbox_needs_no_pause(alice, runtime, tmp_path):
+    session = services.session_suspend(session=services.session_create(user=alice))
+    runtime.volumes[session.volume_name] = {"main.py": b"print(1)"}
+    backups.workspace_backup(session=session, output=tmp_path / "stopped.tar.gz")
+    assert runtime.calls[-2:] == ["pause", "export_volume"]
+    assert runtime.containers[session.container_id].state == "stopped"
