@@ -60,6 +60,8 @@ def remove_test_sandboxes() -> None:
     import docker
     from django.conf import settings
 
+    from sessions_app.runtime import btrfs
+
     client = docker.DockerClient(base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION)
     label = f"vibecode.instance={settings.VIBECODE_INSTANCE}"
     assert settings.VIBECODE_INSTANCE.startswith("test"), "refusing to clean a non-test instance"
@@ -67,6 +69,10 @@ def remove_test_sandboxes() -> None:
         client.api.remove_container(container["Id"], force=True)
     for volume in client.api.volumes(filters={"label": label}).get("Volumes") or []:
         client.api.remove_volume(volume["Name"], force=True)
+        # A quota-limited workspace also has a btrfs subvolume behind its volume.
+        device = (volume.get("Options") or {}).get("device") or ""
+        if btrfs.is_under(device, settings.VIBECODE_WORKSPACES_DIR):
+            btrfs.workspace_delete(path=device)
     client.close()
 
 

@@ -8,6 +8,7 @@ in ``.env.example`` and the README. Bad values stop start-up with a message nami
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -267,6 +268,17 @@ VIBECODE_SANDBOX_PIDS = env_int("VIBECODE_SANDBOX_PIDS", 512, minimum=16)
 VIBECODE_MAX_SESSIONS = env_int("VIBECODE_MAX_SESSIONS", 5, minimum=0)
 VIBECODE_MAX_RUNNING = env_int("VIBECODE_MAX_RUNNING", 2, minimum=0)
 VIBECODE_IDLE_TIMEOUT_MINUTES = env_int("VIBECODE_IDLE_TIMEOUT_MINUTES", 120, minimum=1)
+
+# --- Workspace disk quotas (issue 13) ---
+# Default hard disk quota of each new workspace; staff override it per user (Quota.disk_mb).
+VIBECODE_SANDBOX_DISK_MB = env_int("VIBECODE_SANDBOX_DISK_MB", 10240, minimum=16)
+# A btrfs filesystem (mounted, quota on) holding one subvolume with a qgroup limit per workspace.
+# Unset: var/workspaces when setup mounted its loop image there, else plain Docker volumes with
+# no disk quota (a system check warns).
+VIBECODE_WORKSPACES_DIR = env_str("VIBECODE_WORKSPACES_DIR") or (
+    str(VAR_DIR / "workspaces") if os.path.ismount(VAR_DIR / "workspaces") else ""
+)
+# --- end of workspace disk quotas ---
 # Seconds between in-server maintenance rounds (reconcile + idle cleanup); 0 turns them off.
 VIBECODE_CLEANUP_INTERVAL = env_int("VIBECODE_CLEANUP_INTERVAL", 60, minimum=0)
 # A session still "creating" after this long was cut short (a backend killed mid-create).

@@ -11,6 +11,10 @@ A runtime owns the life of sandboxes: a container (or pod) plus a workspace volu
   nothing here may run on the ASGI event loop.
 * An engine that does not answer raises :class:`RuntimeUnavailable` (HTTP 503).
 * Only :meth:`remove` with ``volume=True`` ever deletes a workspace volume.
+* Disk quotas: when :attr:`SandboxRuntime.disk_quotas` is true, a new workspace volume gets a hard
+  limit of ``SandboxSpec.disk_mb``; writes past it fail inside the sandbox with EDQUOT/ENOSPC and
+  affect nothing else. Existing volumes keep the limit they were made with (none for volumes made
+  before quotas, or while quotas were off).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class SandboxSpec:
     log_max_size: str = "10m"
     workdir: str = "/workspace"
     env: Mapping[str, str] = field(default_factory=dict)
+    # Hard disk quota of a new workspace volume; None: no quota.
+    disk_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,9 @@ class SandboxStats:
     memory_bytes: int
     memory_limit_bytes: int
     pids: int
+    # The workspace volume's used bytes and quota; None when the volume has no quota.
+    disk_bytes: int | None = None
+    disk_limit_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,11 @@ class Tty(abc.ABC):
 class SandboxRuntime(abc.ABC):
     _helper_pool: HelperPool | None = None
 
+    @property
+    def disk_quotas(self) -> bool:
+        """Whether new workspace volumes get a hard disk quota (``SandboxSpec.disk_mb``)."""
+        return False
+
     # --- the helper: the one door for files, exec and streams ---------------------------------
 
     def helper(self, ref: SandboxRef) -> HelperClient:
@@ -181,7 +195,8 @@ class SandboxRuntime(abc.ABC):
 
     @abc.abstractmethod
     def create(self, spec: SandboxSpec) -> SandboxRef:
-        """Create the volume (kept if it exists), then the container, start it and wait until it
+        """Create the volume (kept if it exists, with whatever quota it has; a new one limited to
+        ``spec.disk_mb`` when :attr:`disk_quotas`), then the container, start it and wait until it
         accepts exec. A container that already exists under ``spec.name`` with the same labels is
         adopted (and started) rather than duplicated. On failure, the container made by this
         call is removed; the volume is always kept."""
@@ -235,13 +250,14 @@ class SandboxRuntime(abc.ABC):
 
     @abc.abstractmethod
     def stats(self, ref: SandboxRef) -> SandboxStats:
-        """CPU (percent of one core, since the previous call), memory and PIDs of a running
-        sandbox. Raises ``SandboxNotRunning``."""
+        """CPU (percent of one core, since the previous call), memory, PIDs and the workspace
+        volume's disk use (None without a quota) of a running sandbox. Raises ``SandboxNotRunning``."""
 
     @abc.abstractmethod
     def remove(self, ref: SandboxRef, *, volume: bool) -> None:
-        """Remove the container (force). With ``volume=True`` also the workspace volume: the only
-        path that deletes user data, used by explicit deletes only. Already gone: no-op."""
+        """Remove the container (force). With ``volume=True`` also the workspace volume (and the
+        storage behind it, e.g. its quota-limited subvolume): the only path that deletes user
+        data, used by explicit deletes only. Already gone: no-op."""
 
     @abc.abstractmethod
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import socket
 import struct
 import tarfile
@@ -26,6 +27,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from core_app.metrics import DOCKER_ERRORS
 from sandbox import AGENT_SOURCE
+from sessions_app import specs as spec_helpers
+from sessions_app.runtime import btrfs
 from sessions_app.runtime.base import (
     ExecResult,
     ProcessStream,
@@ -272,6 +275,12 @@ class DockerRuntime(SandboxRuntime):
     def __init__(self) -> None:
         # Previous (cpu_total, system_total) per container, for CPU percent between two calls.
         self._cpu_samples: dict[str, tuple[int, int]] = {}
+        # Volume name -> the quota-limited subvolume behind it ("" for a plain volume).
+        self._volume_paths: dict[str, str] = {}
+        if not self.disk_quotas:
+            logger.warning(
+                "VIBECODE_WORKSPACES_DIR is not set: workspaces get plain volumes with no disk quota"
+            )
 
     @property
     def client(self) -> docker.DockerClient:
@@ -284,10 +293,75 @@ class DockerRuntime(SandboxRuntime):
 
     # --- life cycle -----------------------------------------------------------------------------
 
-    def create(self, spec: SandboxSpec) -> SandboxRef:
+    # --- workspace volumes (with a disk quota when VIBECODE_WORKSPACES_DIR is set) ---------------
+
+    @property
+    def disk_quotas(self) -> bool:
+        return bool(settings.VIBECODE_WORKSPACES_DIR)
+
+    def _create_volume(self, spec: SandboxSpec) -> None:
+        """A plain local volume, or (with quotas) one bound to a new quota-limited btrfs
+        subvolume of the same name. An existing volume is kept as it is."""
         api = self.client.api
+        root = settings.VIBECODE_WORKSPACES_DIR
         with engine_errors("create the workspace volume"):
-            api.create_volume(name=spec.volume_name, labels=dict(spec.labels))
+            if not (self.disk_quotas and spec.disk_mb):
+                api.create_volume(name=spec.volume_name, labels=dict(spec.labels))
+                return
+            try:
+                api.inspect_volume(spec.volume_name)
+                return
+            except NotFound:
+                pass
+            try:
+                uid, gid = spec_helpers.owner_ids(spec.user)
+            except ValueError as exc:
+                raise RuntimeFailure(
+                    f"VIBECODE_SANDBOX_USER must be numeric (uid:gid), not {spec.user!r}."
+                ) from exc
+            path = btrfs.workspace_create(
+                root=root, name=spec.volume_name, limit_bytes=spec.disk_mb * 2**20, uid=uid, gid=gid
+            )
+            try:
+                api.create_volume(
+                    name=spec.volume_name,
+                    driver="local",
+                    driver_opts={"type": "none", "o": "bind", "device": path},
+                    labels={**spec.labels, "vibecode.disk_mb": str(spec.disk_mb)},
+                )
+            except Exception:
+                btrfs.workspace_delete(path=path)  # empty and just made here: nothing is lost
+                raise
+            self._volume_paths[spec.volume_name] = path
+
+    def _volume_path(self, volume_name: str) -> str:
+        """The quota-limited subvolume behind a volume, or "" (plain volume, or gone)."""
+        if volume_name not in self._volume_paths:
+            try:
+                info = self.client.api.inspect_volume(volume_name)
+            except NotFound:
+                return ""
+            device = (info.get("Options") or {}).get("device") or ""
+            root = settings.VIBECODE_WORKSPACES_DIR
+            self._volume_paths[volume_name] = device if root and btrfs.is_under(device, root) else ""
+        return self._volume_paths[volume_name]
+
+    def _remove_volume(self, volume_name: str) -> None:
+        api = self.client.api
+        with engine_errors("remove the workspace volume"):
+            path = self._volume_path(volume_name)
+            try:
+                api.remove_volume(volume_name, force=True)
+            except NotFound:
+                pass
+        self._volume_paths.pop(volume_name, None)
+        root = settings.VIBECODE_WORKSPACES_DIR
+        # Also a subvolume whose Docker volume went first (a delete cut short between the two).
+        for candidate in dict.fromkeys(filter(None, (path, root and os.path.join(root, volume_name)))):
+            btrfs.workspace_delete(path=candidate)
+
+    def create(self, spec: SandboxSpec) -> SandboxRef:
+        self._create_volume(spec)
         kwargs = docker_create_kwargs(spec)
         created_here = False
         with engine_errors("create the container"):
@@ -388,11 +462,7 @@ class DockerRuntime(SandboxRuntime):
                         raise
         self._cpu_samples.pop(ref.object_id, None)
         if volume:
-            with engine_errors("remove the workspace volume"):
-                try:
-                    api.remove_volume(ref.volume_name, force=True)
-                except NotFound:
-                    pass
+            self._remove_volume(ref.volume_name)
 
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
@@ -525,11 +595,18 @@ class DockerRuntime(SandboxRuntime):
         memory = sample.get("memory_stats") or {}
         # Page cache is reclaimable: report what `docker stats` reports.
         inactive = int((memory.get("stats") or {}).get("inactive_file") or 0)
+        disk = None
+        with engine_errors("inspect the workspace volume"):
+            path = self._volume_path(ref.volume_name)
+        if path:
+            disk = btrfs.workspace_usage(path)
         return SandboxStats(
             cpu_percent=round(max(cpu_percent, 0.0), 1),
             memory_bytes=max(int(memory.get("usage") or 0) - inactive, 0),
             memory_limit_bytes=int(memory.get("limit") or 0),
             pids=int((sample.get("pids_stats") or {}).get("current") or 0),
+            disk_bytes=disk.used_bytes if disk else None,
+            disk_limit_bytes=disk.limit_bytes if disk else None,
         )
 
     # --- workspace volumes: pauses, backups and restores ---------------------------------------
