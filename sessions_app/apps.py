@@ -9,7 +9,9 @@ class SessionsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here because they need the models, which are loaded only once apps are ready.
-        from sessions_app import checks  # noqa: F401  (registers the system checks)
-        from sessions_app import monitoring
+        from sessions_app import (
+            checks,  # noqa: F401  (registers the system checks)
+            monitoring,
+        )
 
         monitoring.register()

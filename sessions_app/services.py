@@ -314,11 +314,13 @@ def session_exec(
     cwd: str = "/workspace",
     stdin: bytes | None = None,
 ) -> ExecResult:
+    """Run ``argv`` in the session's sandbox through its helper, the one exec path (the same as
+    the workspace API's): on timeout or end, every process of the run is killed."""
     _require_running(session)
     session_touch(session=session)
-    return get_runtime().exec(
-        specs.session_ref(session), argv, timeout=timeout, output_limit=output_limit, cwd=cwd, stdin=stdin
-    )
+    helper = get_runtime().helper(specs.session_ref(session))
+    raw = helper.exec(list(argv), timeout=timeout, output_limit=output_limit, cwd=cwd, stdin=stdin or b"")
+    return ExecResult.from_helper(raw)
 
 
 def session_stats(*, session: Session) -> SandboxStats:

@@ -299,6 +299,15 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = VIBECODE_MAX_EDIT_BYTES * 2 + 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000
 
+# The in-sandbox helper (issue 12): no request thread waits on a sandbox longer than the deadline
+# (an exec: its own timeout plus a margin); a helper silent (not even its 1 s heartbeat) for the
+# stall time while a call waits is declared dead and replaced; calls in flight per workspace are
+# capped (503 workspace_busy past it). Downloads and zips over the size cap answer 413.
+VIBECODE_HELPER_DEADLINE_SECONDS = env_int("VIBECODE_HELPER_DEADLINE_SECONDS", 30, minimum=1)
+VIBECODE_HELPER_STALL_SECONDS = env_int("VIBECODE_HELPER_STALL_SECONDS", 8, minimum=2)
+VIBECODE_HELPER_MAX_CALLS = env_int("VIBECODE_HELPER_MAX_CALLS", 16, minimum=1)
+VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
+
 # --- AI assistant ------------------------------------------------------------------------------
 
 # Which model provider answers: "auto" takes the first configured of Ollama, OpenAI-compatible and

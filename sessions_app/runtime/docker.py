@@ -6,12 +6,11 @@ API. Docker's 404 and 409 on stop/remove mean "already done" (see the contract i
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
-import json
 import logging
 import os
+import select
 import socket
 import struct
 import tarfile
@@ -26,11 +25,9 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from core_app.metrics import DOCKER_ERRORS
-from sandbox import AGENT_SOURCE
 from sessions_app import specs as spec_helpers
 from sessions_app.runtime import btrfs
 from sessions_app.runtime.base import (
-    ExecResult,
     ProcessStream,
     SandboxInfo,
     SandboxRef,
@@ -210,16 +207,45 @@ class DockerTty(Tty):
 class DockerProcessStream(ProcessStream):
     """Demultiplexes Docker's non-TTY attach stream: 8-byte headers (stream, size), then data."""
 
-    def __init__(self, raw: Any, *, name: str) -> None:
+    def __init__(
+        self, raw: Any, *, name: str, client: docker.DockerClient | None = None, exec_id: str = ""
+    ) -> None:
         self._raw = raw
         self._sock: socket.socket = raw._sock
         self._sock.settimeout(None)
         self._buffer = bytearray()
         self._name = name
+        self._client = client
+        self._exec_id = exec_id
         self._closed = False
 
     def write(self, data: bytes) -> None:
         self._sock.sendall(data)
+
+    def send_some(self, data: memoryview, *, timeout: float) -> int:
+        # The socket stays blocking for the reader thread; this send alone does not block.
+        try:
+            return self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLOUT)
+        if not poller.poll(int(timeout * 1000)):
+            return 0
+        try:
+            return self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+
+    def exited(self) -> bool:
+        if self._client is None or not self._exec_id:
+            return False
+        try:
+            return not self._client.api.exec_inspect(self._exec_id).get("Running", True)
+        except NotFound:
+            return True  # its container is gone
+        except (requests.exceptions.RequestException, DockerException):
+            return False  # the engine did not answer: unknown
 
     def read(self) -> bytes:
         while True:
@@ -248,27 +274,6 @@ class DockerProcessStream(ProcessStream):
             self._sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._raw.close()
-
-
-def _read_frames(sock: socket.socket, limit: int) -> tuple[bytes, bytes]:
-    """Read Docker's multiplexed (non-TTY) stream to EOF: 8-byte headers, then payloads."""
-    out = bytearray()
-    err = bytearray()
-    buffer = bytearray()
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buffer += chunk
-        while len(buffer) >= 8:
-            stream, size = buffer[0], struct.unpack(">I", buffer[4:8])[0]
-            if len(buffer) < 8 + size:
-                break
-            target = out if stream == 1 else err
-            if len(target) < limit:
-                target += buffer[8 : 8 + size]
-            del buffer[: 8 + size]
-    return bytes(out), bytes(err)
 
 
 class DockerRuntime(SandboxRuntime):
@@ -491,67 +496,6 @@ class DockerRuntime(SandboxRuntime):
                     raise SandboxNotRunning() from exc
                 raise
 
-    def exec(
-        self,
-        ref: SandboxRef,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        output_limit: int,
-        cwd: str = "/workspace",
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        request = json.dumps(
-            {
-                "argv": list(argv),
-                "cwd": cwd,
-                "env": dict(env or {}),
-                "timeout": timeout,
-                "limit": output_limit,
-                "stdin": base64.b64encode(stdin or b"").decode(),
-            }
-        ).encode()
-        exec_id = self._exec_create(ref, ["python3", "-c", AGENT_SOURCE, "once"], stdin=True)
-        with engine_errors("run a process in the container"):
-            raw = self.client.api.exec_start(exec_id, socket=True)
-        sock: socket.socket = raw._sock
-        try:
-            sock.settimeout(timeout + 30)
-            sock.sendall(request)
-            sock.shutdown(socket.SHUT_WR)
-            out, err = _read_frames(sock, limit=8 * output_limit + 65536)
-        except OSError as exc:
-            raise RuntimeFailure("Lost the connection to the process in the container.") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                raw.close()
-        try:
-            result = json.loads(out)
-        except ValueError:
-            # The supervisor itself died: most likely killed with everything else by the
-            # memory limit, or the container stopped under it.
-            inspect = self.client.api.exec_inspect(exec_id)
-            logger.warning(
-                "exec supervisor failed in %s (exit %s): %s",
-                ref.object_id[:12],
-                inspect.get("ExitCode"),
-                err[-300:].decode(errors="replace"),
-            )
-            if not self.status(ref).state == SandboxState.RUNNING:
-                raise SandboxNotRunning("The session stopped while the command ran.") from None
-            return ExecResult(
-                exit_code=inspect.get("ExitCode"),
-                stdout=b"",
-                stderr=err[-output_limit:],
-                duration_ms=0,
-                timed_out=False,
-                truncated=False,
-                oom_killed=inspect.get("ExitCode") == 137,
-                max_rss_kb=None,
-            )
-        return ExecResult.from_helper(result)
-
     def open_tty(
         self,
         ref: SandboxRef,
@@ -569,11 +513,13 @@ class DockerRuntime(SandboxRuntime):
         tty.resize(cols=cols, rows=rows)
         return tty
 
-    def open_stream(self, ref: SandboxRef, argv: Sequence[str]) -> ProcessStream:
-        exec_id = self._exec_create(ref, argv, stdin=True)
+    def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:
+        exec_id = self._exec_create(ref, argv, stdin=True, workdir=workdir)
         with engine_errors("start a helper process in the container"):
             raw = self.client.api.exec_start(exec_id, socket=True)
-        return DockerProcessStream(raw, name=f"helper in {ref.object_id[:12]}")
+        return DockerProcessStream(
+            raw, name=f"helper in {ref.object_id[:12]}", client=self.client, exec_id=exec_id
+        )
 
     def stats(self, ref: SandboxRef) -> SandboxStats:
         with engine_errors("read the container's statistics"):
