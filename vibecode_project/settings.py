@@ -224,6 +224,8 @@ SPECTACULAR_SETTINGS = {
 # Rate limits (django-ratelimit rates: N/s, N/m, N/h or N/d).
 VIBECODE_RATE_API = env_rate("VIBECODE_RATE_API", "100/m")
 VIBECODE_RATE_LOGIN = env_rate("VIBECODE_RATE_LOGIN", "10/m")
+# Failed sign-ins per username from every address together (slower than the per-address limit).
+VIBECODE_RATE_LOGIN_USERNAME = env_rate("VIBECODE_RATE_LOGIN_USERNAME", "100/h")
 VIBECODE_RATE_EXEC = env_rate("VIBECODE_RATE_EXEC", "10/m")
 VIBECODE_RATE_SAVE = env_rate("VIBECODE_RATE_SAVE", "60/m")
 VIBECODE_RATE_ASSISTANT = env_rate("VIBECODE_RATE_ASSISTANT", "20/m")
