@@ -144,7 +144,11 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 times a read out after 5 s, exactly as long as channels-redis's blocking
             # pop waits for a message, so idle consumers died (channels_redis#422): no read timeout.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # channels-redis's default, named here on purpose: msgpack, never pickle.
+                "serializer_format": "msgpack",
+            },
         }
     }
     CACHES = {
@@ -152,6 +156,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "vibecode",
+            # JSON, never pickle: whoever can write to Redis must not run code in a backend.
+            "OPTIONS": {"serializer": "core_app.cache.JSONSerializer"},
         }
     }
 else:
