@@ -145,7 +145,11 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 times a read out after 5 s, exactly as long as channels-redis's blocking
             # pop waits for a message, so idle consumers died (channels_redis#422): no read timeout.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # channels-redis's default, named here on purpose: msgpack, never pickle.
+                "serializer_format": "msgpack",
+            },
         }
     }
     CACHES = {
@@ -153,6 +157,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "vibecode",
+            # JSON, never pickle: whoever can write to Redis must not run code in a backend.
+            "OPTIONS": {"serializer": "core_app.cache.JSONSerializer"},
         }
     }
 else:
@@ -225,6 +231,8 @@ SPECTACULAR_SETTINGS = {
 # Rate limits (django-ratelimit rates: N/s, N/m, N/h or N/d).
 VIBECODE_RATE_API = env_rate("VIBECODE_RATE_API", "100/m")
 VIBECODE_RATE_LOGIN = env_rate("VIBECODE_RATE_LOGIN", "10/m")
+# Failed sign-ins per username from every address together (slower than the per-address limit).
+VIBECODE_RATE_LOGIN_USERNAME = env_rate("VIBECODE_RATE_LOGIN_USERNAME", "100/h")
 VIBECODE_RATE_EXEC = env_rate("VIBECODE_RATE_EXEC", "10/m")
 VIBECODE_RATE_SAVE = env_rate("VIBECODE_RATE_SAVE", "60/m")
 VIBECODE_RATE_ASSISTANT = env_rate("VIBECODE_RATE_ASSISTANT", "20/m")
