@@ -13,6 +13,7 @@ test: ## Set everything up and run the whole suite on PostgreSQL, Redis, Docker 
 
 bench: ## Run every benchmark, each beside the raw-Docker floor
 	@scripts/setup.sh
+	@.venv/bin/python -m pip install -q -r requirements-bench.txt
 	@.venv/bin/python -m bench.run
 
 soak: ## 30 minutes of 20 users saving, running and typing; no errors, leaks or memory growth

@@ -8,6 +8,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from core_app.api.throttling import login_failure_record
 from core_app.net import client_ip
 from sessions_app.audit import session_event_record
 from sessions_app.models import SessionEvent
@@ -18,6 +19,8 @@ def record_failed_login(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
     # Django has already masked the password in `credentials`; only the username is kept.
+    if request is not None:
+        login_failure_record(request, credentials.get("username", ""))
     session_event_record(
         session=None,
         action=SessionEvent.Action.LOGIN_FAILED,

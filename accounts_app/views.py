@@ -7,9 +7,8 @@ from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django_ratelimit.core import is_ratelimited
 
-from core_app.net import client_ip
+from core_app.api.throttling import login_refusal
 
 
 class LoginPage(auth_views.LoginView):
@@ -17,24 +16,17 @@ class LoginPage(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        username = request.POST.get("username", "")[:150].lower()
-        limited = is_ratelimited(
-            request,
-            group="login",
-            key=lambda _group, _request: f"{client_ip(request)}:{username}",
-            rate=settings.VIBECODE_RATE_LOGIN,
-            increment=True,
-        )
-        if limited:
+        wait = login_refusal(request, request.POST.get("username", ""))
+        if wait is not None:
             form = self.get_form()
             form.errors.clear()
             response = self.render_to_response(
                 self.get_context_data(
-                    form=form, error="Too many sign-in attempts. Wait a minute and try again."
+                    form=form, error="Too many sign-in attempts. Wait a while and try again."
                 )
             )
             response.status_code = 429
-            response["Retry-After"] = "60"
+            response["Retry-After"] = str(int(wait))
             return response
         return super().post(request, *args, **kwargs)
 

@@ -17,6 +17,13 @@ def bench_django() -> Iterator[Any]:
     One process may run several benchmarks (``bench.run``): the first call sets up Django and its
     database, later ones reuse them, so subprocesses started with ``os.environ`` agree."""
     if os.environ.get("VIBECODE_INSTANCE") != "bench":
+        # The temporary var/ has no workspaces filesystem: measure with the checkout's disk quotas
+        # (scripts/setup.sh mounted them at var/workspaces), as `make run` serves.
+        workspaces = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var", "workspaces"
+        )
+        if os.path.ismount(workspaces):
+            os.environ.setdefault("VIBECODE_WORKSPACES_DIR", workspaces)
         os.environ["VIBECODE_VAR_DIR"] = tempfile.mkdtemp(prefix="vibecode-bench-")
     os.environ["VIBECODE_INSTANCE"] = "bench"
     for name in ("DATABASE_URL", "REDIS_URL"):
@@ -46,3 +53,15 @@ def bench_django() -> Iterator[Any]:
             client.api.remove_container(container["Id"], force=True)
         for volume in client.api.volumes(filters={"label": "vibecode.instance=bench"}).get("Volumes") or []:
             client.api.remove_volume(volume["Name"], force=True)
+            remove_workspace_storage(volume)
+
+
+def remove_workspace_storage(volume: dict[str, Any]) -> None:
+    """Delete the quota-limited subvolume behind a removed volume (a no-op for plain ones)."""
+    from django.conf import settings
+
+    from sessions_app.runtime import btrfs
+
+    device = (volume.get("Options") or {}).get("device") or ""
+    if btrfs.is_under(device, settings.VIBECODE_WORKSPACES_DIR):
+        btrfs.workspace_delete(path=device)

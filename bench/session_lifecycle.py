@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api = APIClient(SERVER_NAME="localhost")
         api.force_authenticate(user)
         timings: dict[str, list[float]] = {"create": [], "suspend": [], "resume": [], "delete": []}
+        disk_quotas: set[object] = set()
 
         def timed(key: str, call):  # type: ignore[no-untyped-def]
             started = time.perf_counter()
@@ -43,11 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _ in range(args.repeats):
             created = timed("create", lambda: api.post("/api/vibecode/sessions/create", format="json"))
             base = f"/api/vibecode/sessions/{created.json()['session_id']}"
+            disk_quotas.add(created.json().get("disk_mb"))
             timed("suspend", lambda base=base: api.post(f"{base}/suspend"))
             timed("resume", lambda base=base: api.post(f"{base}/resume"))
             timed("delete", lambda base=base: api.delete(f"{base}?force=true"))
 
-    print_header("Session life cycle through the API (SQLite, runc)", with_ratio=True)
+    # With quotas on (what `make run` serves), each create makes a quota-limited btrfs subvolume.
+    quota = "off (plain volumes)" if disk_quotas == {None} else f"on, {sorted(map(str, disk_quotas))} MB"
+    print_header(f"Session life cycle through the API (SQLite, runc, disk quota {quota})", with_ratio=True)
     print_row("create-to-ready", Stats.from_seconds(timings["create"]), floor=floor["create_start_exec"])
     print_row("suspend", Stats.from_seconds(timings["suspend"]), floor=floor["stop"])
     print_row("resume", Stats.from_seconds(timings["resume"]), floor=floor["create_start_exec"])

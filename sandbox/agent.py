@@ -1,23 +1,30 @@
-"""VibeCode's helper inside a sandbox: runs as the sandbox user, under ``python3 -c``.
+"""VibeCode's helper inside a sandbox: runs as the sandbox user, under ``python3 -I -c``.
 
-Standard library only: it runs on the sandbox image's python3, started through the container
-engine's exec API (never over a network). Two modes:
+Standard library only: it runs on the sandbox image's interpreter, by absolute path, started
+through the container engine's exec API (never over a network), in ``/``, isolated (``-I``: no
+``PYTHON*`` variables, no user site or ``.pth`` of the user's, no script directory or cwd on
+``sys.path``). Nothing the user writes in /workspace or $HOME changes what runs here.
 
-``once``
-    Read one JSON exec request on stdin, run it supervised, write one JSON result on stdout.
-    The runtime's plain ``exec`` uses this.
+A persistent RPC loop: requests and responses are frames of a 4-byte big-endian length, a JSON
+header and ``header["size"]`` payload bytes. Requests carry an ``id``; responses echo it, with
+``ok``, ``result`` or ``error`` and ``more`` (further frames follow, for streams). Requests run on
+threads, so a long exec does not hold up a file read. Frames with id 0 are the helper's own: a
+``hello`` with its pid first, then a ``beat`` every second, so the backend can tell a stopped or
+vanished helper from a busy one within seconds.
 
-``serve``
-    A persistent RPC loop: requests and responses are frames of a 4-byte big-endian length, a
-    JSON header and ``header["size"]`` payload bytes. Requests carry an ``id``; responses echo it,
-    with ``ok``, ``result`` or ``error`` and ``more`` (further frames follow, for streams).
-    Requests run on threads, so a long exec does not hold up a file read. Workspace file
-    operations and short commands go through it without paying a ``docker exec`` each time.
+Runs (``exec``) take all their processes with them when they end or time out: each run's
+processes carry a marker in their environment, the helper is a child subreaper (orphans of runs
+come back to it) and a run's direct child dies with the helper (``PR_SET_PDEATHSIG``).
 
 Path safety at the point of use: every path is walked from an fd of ``/workspace`` one component
 at a time with ``O_NOFOLLOW``, so a symbolic link is never followed, anywhere in the path, and a
 link swapped in mid-walk makes the call fail rather than escape (no check-then-use on strings).
 """
+
+import sys
+
+# Belt and braces beside -I: nothing under the user's directories is ever importable here.
+sys.path[:] = [p for p in sys.path if p and p.startswith("/usr/") and not p.startswith("/usr/local")]
 
 import base64
 import ctypes
@@ -32,7 +39,6 @@ import signal
 import stat
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -455,23 +461,58 @@ def op_stat(args, payload):
 def op_cat(args, payload, send=None, request_id=None):
     """Stream a file of any size as ``more`` frames (downloads)."""
     path = args["path"]
+    limit = int(args.get("max_bytes") or 0)
     fd, info = open_path(path)
     try:
+        if limit and info.st_size > limit:
+            raise too_large(path, info.st_size, limit)
+        sent = 0
         while True:
             chunk = os.read(fd, CHUNK)
             if not chunk:
                 break
+            sent += len(chunk)
+            if limit and sent > limit:  # it grew while we read
+                raise too_large(path, sent, limit)
             send({"id": request_id, "ok": True, "more": True}, chunk)
     finally:
         os.close(fd)
     return {"path": path, "size": info.st_size}, b""
 
 
+def too_large(path, size, limit):
+    return AgentError(
+        "download_too_large",
+        f"{path or 'The workspace'} is {size} bytes, over the download limit of {limit} bytes.",
+        413,
+        size=size,
+        limit=limit,
+    )
+
+
+def tree_size(fd):
+    total = 0
+    for _, _dirs, filenames, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+        for name in filenames:
+            try:
+                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
+
+
 def op_zip(args, payload, send=None, request_id=None):
     rel = "/".join(split(args.get("path", "")))
+    limit = int(args.get("max_bytes") or 0)
     fd = open_dir(split(rel), path=rel)
     out = FrameWriter(send, request_id)
     try:
+        if limit:
+            total = tree_size(fd)
+            if total > limit:
+                raise too_large(rel, total, limit)
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
                 dirnames.sort()
@@ -524,12 +565,95 @@ def oom_kills():
     return None
 
 
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+RUN_MARKER = "VIBECODE_RUN"
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+# The environment runs get: the container's (HOME, PATH with ~/.local/bin...), captured before
+# the helper trims its own (see ``main``).
+USER_ENV = dict(os.environ)
+# Pids of the runs' direct children still supervised; every other child of this subreaper is an
+# orphan of a run (or a run's leftover zombie) and may be killed and reaped.
+_leaders = set()
+_active_tokens = set()
+_leaders_lock = threading.Lock()
+
+
+def _die_with_helper():
+    """In the child between fork and exec: SIGKILL when the helper's thread that started it dies."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _children():
+    """Pids whose parent is this helper (its own threads are not in /proc's top level)."""
+    me = str(os.getpid())
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1].decode() == me:
+            found.append(int(name))
+    return found
+
+
+def _environ(pid):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return set(handle.read().split(b"\0"))
+    except OSError:
+        return set()
+
+
+def _marked(token):
+    """Pids of processes whose environment carries ``VIBECODE_RUN=<token>``."""
+    needle = f"{RUN_MARKER}={token}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                if needle in handle.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def reap_orphans(*, kill):
+    """Reap (and with ``kill`` first SIGKILL) children of this subreaper that are not a run's
+    supervised direct child: processes of runs that outlived them."""
+    with _leaders_lock:  # held while listing: a run starting now is either a leader or not seen
+        leaders, active = set(_leaders), {f"{RUN_MARKER}={t}".encode() for t in _active_tokens}
+        children = _children()
+    for pid in children:
+        if pid in leaders or (kill and active and _environ(pid) & active):
+            continue  # a run still going, or one of its processes
+        if kill:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.waitpid(pid, 0 if kill else os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
 class Reaper:
     """Waits for the direct child with ``wait4``, which gives that child's own peak memory
     (``RUSAGE_CHILDREN`` would mix in every earlier command of this helper)."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, token):
         self.pid = pid
+        self.token = token
         self.status = None
         self.max_rss_kb = None
 
@@ -546,16 +670,27 @@ class Reaper:
             self.max_rss_kb = usage.ru_maxrss or None
         return os.waitstatus_to_exitcode(self.status)
 
-    def kill_group(self):
-        """SIGKILL the command's process group until it is empty; orphans are reaped by the
-        container's init."""
+    def kill_all(self):
+        """SIGKILL every process of the run until none is left: its process group, anything
+        carrying its marker (setsid, nohup, double forks keep the environment), then orphans
+        that came back to this subreaper (a descendant that wiped its environment)."""
         for _ in range(400):
             self.poll()
+            victims = _marked(self.token)
             try:
                 os.killpg(self.pid, signal.SIGKILL)
+                group_alive = True
             except (ProcessLookupError, PermissionError):
-                return
+                group_alive = False
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if not group_alive and not victims:
+                break
             time.sleep(0.002)
+        reap_orphans(kill=True)
 
 
 def supervise(request):
@@ -563,25 +698,39 @@ def supervise(request):
     process group. Keep ``limit`` bytes of each stream and drain the rest."""
     limit = int(request["limit"])
     stdin_data = base64.b64decode(request.get("stdin") or "")
-    env = dict(os.environ)
+    env = dict(USER_ENV)
     env.update(request.get("env") or {})
+    token = f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+    env[RUN_MARKER] = token
     started = time.monotonic()
     oom_before = oom_kills()
     argv = [str(a) for a in request["argv"]]
-    try:
-        child = subprocess.Popen(
-            argv,
-            cwd=request.get("cwd") or ROOT,
-            env=env,
-            start_new_session=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    except OSError as exc:
-        message = f"{argv[0] if argv else ''}: {exc.strerror or exc}\n".encode()
+    failure = None
+    # Under the lock, so that no other run's clean-up takes this child for an orphan.
+    with _leaders_lock:
+        _active_tokens.add(token)
+        try:
+            child = subprocess.Popen(
+                argv,
+                cwd=request.get("cwd") or ROOT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_helper,  # glibc keeps malloc fork-safe for this one call
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            _leaders.add(child.pid)
+        except OSError as exc:
+            failure = exc
+            _active_tokens.discard(token)
+        except BaseException:
+            _active_tokens.discard(token)
+            raise
+    if failure is not None:
+        message = f"{argv[0] if argv else ''}: {failure.strerror or failure}\n".encode()
         return {
-            "exit_code": 127 if isinstance(exc, FileNotFoundError) else 126,
+            "exit_code": 127 if isinstance(failure, FileNotFoundError) else 126,
             "stdout": "",
             "stderr": base64.b64encode(message).decode(),
             "duration_ms": 0,
@@ -590,7 +739,7 @@ def supervise(request):
             "oom_killed": False,
             "max_rss_kb": None,
         }
-    reaper = Reaper(child.pid)
+    reaper = Reaper(child.pid, token)
     out_fd, err_fd = child.stdout.fileno(), child.stderr.fileno()
     kept = {out_fd: bytearray(), err_fd: bytearray()}
     open_fds = {out_fd, err_fd}
@@ -637,8 +786,13 @@ def supervise(request):
             if not pending:
                 child.stdin.close()
                 stdin_fd = None
-    reaper.kill_group()
-    returncode = reaper.wait()
+    try:
+        reaper.kill_all()
+        returncode = reaper.wait()
+    finally:
+        with _leaders_lock:
+            _leaders.discard(child.pid)
+            _active_tokens.discard(token)
     child.returncode = returncode  # so that Popen never waits for it again
     for stream in (child.stdout, child.stderr, child.stdin):
         try:
@@ -723,6 +877,9 @@ class Workers:
                 pass  # no room for a thread now: the job waits for a worker
 
 
+HEARTBEAT_SECONDS = 1.0
+
+
 def serve():
     workers = Workers(8)
     stdin = sys.stdin.buffer
@@ -771,6 +928,18 @@ def serve():
                 }
             )
 
+    def heartbeat():
+        # Also reaps orphans of runs that ended on their own (this helper is their subreaper).
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            try:
+                send({"id": 0, "beat": True})
+                reap_orphans(kill=False)
+            except Exception:  # noqa: S110 (stdout gone: the main loop sees EOF and ends)
+                pass
+
+    send({"id": 0, "hello": True, "pid": os.getpid()})
+    threading.Thread(target=heartbeat, daemon=True).start()
     while True:
         try:
             (length,) = struct.unpack(">I", read_exact(4))
@@ -805,12 +974,14 @@ def serve():
 
 def main():
     os.umask(0o022)
-    mode = sys.argv[1] if len(sys.argv) > 1 else "once"
-    if mode == "serve":
-        serve()
-    else:
-        request = json.loads(sys.stdin.buffer.read())
-        sys.stdout.write(json.dumps(supervise(request)))
+    os.chdir("/")
+    # The helper's own environment is fixed and minimal; runs get the container's (USER_ENV).
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+    # Orphans of runs (setsid, double forks) come back to this helper, which kills them when
+    # their run ends.
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    serve()
 
 
 main()

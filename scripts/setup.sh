@@ -59,7 +59,11 @@ if [ -f package-lock.json ]; then
   fi
 fi
 
-# 3. Static files and database
+# 3. The workspaces' filesystem: btrfs with quotas, for per-workspace disk quotas (before
+# anything loads the settings, which find it at var/workspaces)
+ensure_workspaces_fs
+
+# 3b. Static files and database
 log "collecting static files"
 "$PY" manage.py collectstatic --noinput -v0
 log "migrating the database"

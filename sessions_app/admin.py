@@ -38,6 +38,7 @@ class QuotaAdmin(admin.ModelAdmin):
         "cpus",
         "pids",
         "idle_timeout_minutes",
+        "disk_mb",
     ]
     list_select_related = ["user"]
     search_fields = ["user__username", "user__email"]

@@ -8,7 +8,10 @@ class SessionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Imported here because it needs the models, which are loaded only once apps are ready.
-        from sessions_app import monitoring
+        # Imported here because they need the models, which are loaded only once apps are ready.
+        from sessions_app import (
+            checks,  # noqa: F401  (registers the system checks)
+            monitoring,
+        )
 
         monitoring.register()

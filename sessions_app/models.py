@@ -23,9 +23,14 @@ class Session(models.Model):
     class Status(models.TextChoices):
         CREATING = "creating"
         RUNNING = "running"
+        # Claimed by a resume under the owner's lock before Docker is touched (see services).
+        RESUMING = "resuming"
         SUSPENDED = "suspended"
         ERROR = "error"
         DELETING = "deleting"
+
+    # The states that hold (or are about to hold) a running sandbox: what max_running counts.
+    ACTIVE_STATUSES = (Status.CREATING, Status.RESUMING, Status.RUNNING)
 
     public_id = models.CharField(max_length=16, unique=True, default=new_public_id, editable=False)
     owner = models.ForeignKey(
@@ -40,7 +45,8 @@ class Session(models.Model):
     volume_name = models.CharField(max_length=200, unique=True)
     image = models.CharField(max_length=200)
     runtime = models.CharField(max_length=16, default="runc")
-    # A snapshot of the limits the container was made with: {"memory_mb", "cpus", "pids"}.
+    # A snapshot of the limits the container was made with: {"memory_mb", "cpus", "pids",
+    # "disk_mb"}; disk_mb is null (or absent) for a workspace volume without a disk quota.
     limits = models.JSONField(default=dict)
     # Bumped on every state change, so that concurrent transitions cannot both win.
     state_version = models.PositiveIntegerField(default=0)
@@ -87,6 +93,12 @@ class Quota(models.Model):
     idle_timeout_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Default: VIBECODE_IDLE_TIMEOUT_MINUTES (120)."
     )
+    disk_mb = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Disk quota of each new workspace, in MB. Default: VIBECODE_SANDBOX_DISK_MB (10240). "
+        "Existing workspaces keep the quota they were made with.",
+    )
 
     class Meta:
         constraints = [
@@ -99,6 +111,9 @@ class Quota(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(pids__gte=16) | models.Q(pids__isnull=True), name="quota_pids_min"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(disk_mb__gte=16) | models.Q(disk_mb__isnull=True), name="quota_disk_min"
             ),
         ]
 

@@ -91,8 +91,8 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
 
     * running row, container stopped or gone: suspended (volume there) or error (volume gone);
     * suspended row, container running: the container is stopped;
-    * creating row older than VIBECODE_STUCK_CREATING_SECONDS: running if its container runs,
-      else as above;
+    * creating or resuming row older than VIBECODE_STUCK_CREATING_SECONDS: running if its
+      container runs, else as above;
     * deleting row: the delete that was asked for is finished;
     * a container with no row: removed, its volume kept.
     Safe to run twice: the second run finds nothing to do.
@@ -104,6 +104,8 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
         stuck_after = timedelta(seconds=settings.VIBECODE_STUCK_CREATING_SECONDS)
         if session.status == Session.Status.CREATING and now - session.created_at < stuck_after:
             continue  # probably being created right now
+        if session.status == Session.Status.RESUMING and now - session.last_activity_at < stuck_after:
+            continue  # probably being resumed right now (the claim set last_activity_at)
         ref = specs.session_ref(session)
         status = runtime.status(ref)
         target: str | None = None
@@ -125,9 +127,10 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
                 report.add(f"stop container of suspended session {session.public_id}")
                 if not dry_run:
                     runtime.stop(ref)
-            elif session.status == Session.Status.CREATING:
+            elif session.status in {Session.Status.CREATING, Session.Status.RESUMING}:
                 target = Session.Status.RUNNING
-        elif session.status in {Session.Status.RUNNING, Session.Status.CREATING}:
+        elif session.status in {Session.Status.RUNNING, Session.Status.CREATING, Session.Status.RESUMING}:
+            # A resume cut short keeps its stopped container: it is the suspended session's.
             if status.state == SandboxState.STOPPED and session.status == Session.Status.CREATING:
                 if not dry_run:
                     runtime.remove(ref, volume=False)

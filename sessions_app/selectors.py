@@ -23,9 +23,10 @@ class EffectiveQuota:
     cpus: float
     pids: int
     idle_timeout_minutes: int
+    disk_mb: int
 
     def limits(self) -> dict[str, float | int]:
-        return {"memory_mb": self.memory_mb, "cpus": self.cpus, "pids": self.pids}
+        return {"memory_mb": self.memory_mb, "cpus": self.cpus, "pids": self.pids, "disk_mb": self.disk_mb}
 
 
 def quota_for(*, user_id: int) -> EffectiveQuota:
@@ -42,6 +43,17 @@ def quota_for(*, user_id: int) -> EffectiveQuota:
         cpus=float(pick("cpus", settings.VIBECODE_SANDBOX_CPUS)),
         pids=int(pick("pids", settings.VIBECODE_SANDBOX_PIDS)),
         idle_timeout_minutes=int(pick("idle_timeout_minutes", settings.VIBECODE_IDLE_TIMEOUT_MINUTES)),
+        disk_mb=int(pick("disk_mb", settings.VIBECODE_SANDBOX_DISK_MB)),
+    )
+
+
+def sessions_active_count(*, user_id: int, excluding: int | None = None) -> int:
+    """The user's sessions that count toward ``max_running``: running, or claimed to be (creating,
+    resuming). Exact only while the caller holds the owner's lock (see services)."""
+    return (
+        Session.objects.filter(owner_id=user_id, status__in=Session.ACTIVE_STATUSES)
+        .exclude(pk=excluding)
+        .count()
     )
 
 

@@ -38,7 +38,7 @@ from sessions_app.errors import (
 from sessions_app.models import Session, SessionEvent, new_public_id
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult, SandboxStats, Tty
-from sessions_app.selectors import quota_for
+from sessions_app.selectors import EffectiveQuota, quota_for, sessions_active_count
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,14 @@ def _transition(session: Session, *, to: str, allowed_from: set[str], **fields: 
 
 
 def _check_running_quota(*, user_id: int, excluding: int | None = None) -> None:
+    """Raise ``QuotaExceeded`` unless the user may have one more session holding a sandbox.
+
+    Call it with the user's row locked (``_lock_owner``) and claim the counted state in the same
+    transaction: the check counts every claimed state (``Session.ACTIVE_STATUSES``), so two
+    concurrent creates or resumes cannot both pass it.
+    """
     quota = quota_for(user_id=user_id)
-    running = Session.objects.filter(
-        owner_id=user_id, status__in=[Session.Status.RUNNING, Session.Status.CREATING]
-    ).exclude(pk=excluding)
-    if running.count() >= quota.max_running:
+    if sessions_active_count(user_id=user_id, excluding=excluding) >= quota.max_running:
         raise QuotaExceeded(
             f"You already have {quota.max_running} running session(s), your limit (max_running). "
             "Suspend one first.",
@@ -87,14 +90,27 @@ def _check_running_quota(*, user_id: int, excluding: int | None = None) -> None:
         )
 
 
+def _lock_owner(user_id: int) -> None:
+    """Serialise one user's creates and resumes until the end of the current transaction."""
+    get_user_model().objects.select_for_update().filter(pk=user_id).first()
+
+
+def _limits_snapshot(quota: EffectiveQuota) -> dict[str, Any]:
+    """The limits a new sandbox is made with; no disk quota where the runtime cannot apply one."""
+    limits: dict[str, Any] = quota.limits()
+    if not get_runtime().disk_quotas:
+        limits["disk_mb"] = None
+    return limits
+
+
 def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Session:
     """Create a session and its sandbox; returns it running and ready for exec.
 
     On failure the session is left in ``error`` with the reason, and no half-made container.
     """
     with transaction.atomic():
-        # Serialise one user's creates, so that two at once cannot both pass the quota.
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        # Serialise one user's creates and resumes, so that two at once cannot both pass the quota.
+        _lock_owner(user.pk)
         quota = quota_for(user_id=user.pk)
         existing = Session.objects.filter(owner_id=user.pk).exclude(status=Session.Status.DELETING)
         if existing.count() >= quota.max_sessions:
@@ -115,7 +131,7 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
             volume_name=specs.volume_name(user_id=user.pk, public_id=public_id),
             image=settings.VIBECODE_SANDBOX_IMAGE,
             runtime=settings.VIBECODE_SANDBOX_RUNTIME,
-            limits=quota.limits(),
+            limits=_limits_snapshot(quota),
         )
         session_event_record(
             session=session, action=SessionEvent.Action.CREATE, actor=user, name=session.name
@@ -179,33 +195,52 @@ def session_suspend(*, session: Session, actor: AbstractBaseUser | None = None) 
 def session_resume(*, session: Session, actor: AbstractBaseUser | None = None) -> Session:
     """Start a suspended (or failed) session again on its volume. Running already: no-op.
 
-    If the container is gone but the volume is there, a new container is made on that volume.
+    The session is claimed as ``resuming`` (which counts toward ``max_running``) under the owner's
+    lock before Docker is touched, so parallel resumes never exceed the quota; the losers get
+    ``QuotaExceeded`` and stay as they were. If the container is gone but the volume is there, a
+    new container is made on that volume. On a failure the session goes back to what it was.
     """
     if session.status == Session.Status.RUNNING:
         return session
     if session.status not in {Session.Status.SUSPENDED, Session.Status.ERROR}:
         raise SessionBusy(f"The session is {session.status}; it can be resumed once that is over.")
+    previous = session.status
     with transaction.atomic():
-        get_user_model().objects.select_for_update().filter(pk=session.owner_id).first()
+        _lock_owner(session.owner_id)
         _check_running_quota(user_id=session.owner_id, excluding=session.pk)
+        session = _transition(
+            session,
+            to=Session.Status.RESUMING,
+            allowed_from={Session.Status.SUSPENDED, Session.Status.ERROR},
+            last_activity_at=timezone.now(),  # also when the claim was made, for reconcile
+        )
     runtime = get_runtime()
     ref = specs.session_ref(session)
     container_id = session.container_id
     try:
-        runtime.start(ref)
-    except SandboxNotFound:
-        if not runtime.status(ref).volume_exists:
-            Session.objects.filter(pk=session.pk).update(
-                status=Session.Status.ERROR,
-                last_error=VolumeMissing.default_detail,
-                state_version=F("state_version") + 1,
-            )
-            raise VolumeMissing() from None
-        container_id = runtime.create(specs.sandbox_spec(session)).object_id
+        try:
+            runtime.start(ref)
+        except SandboxNotFound:
+            if not runtime.status(ref).volume_exists:
+                Session.objects.filter(pk=session.pk).update(
+                    status=Session.Status.ERROR,
+                    last_error=VolumeMissing.default_detail,
+                    state_version=F("state_version") + 1,
+                )
+                raise VolumeMissing() from None
+            container_id = runtime.create(specs.sandbox_spec(session)).object_id
+    except VolumeMissing:
+        raise
+    except Exception:
+        # Give the claim back: the session is as it was (its volume untouched), and retryable.
+        Session.objects.filter(pk=session.pk, status=Session.Status.RESUMING).update(
+            status=previous, state_version=F("state_version") + 1
+        )
+        raise
     session = _transition(
         session,
         to=Session.Status.RUNNING,
-        allowed_from={Session.Status.SUSPENDED, Session.Status.ERROR},
+        allowed_from={Session.Status.RESUMING},
         container_id=container_id,
         last_error="",
         last_activity_at=timezone.now(),
@@ -286,11 +321,13 @@ def session_exec(
     cwd: str = "/workspace",
     stdin: bytes | None = None,
 ) -> ExecResult:
+    """Run ``argv`` in the session's sandbox through its helper, the one exec path (the same as
+    the workspace API's): on timeout or end, every process of the run is killed."""
     _require_running(session)
     session_touch(session=session)
-    return get_runtime().exec(
-        specs.session_ref(session), argv, timeout=timeout, output_limit=output_limit, cwd=cwd, stdin=stdin
-    )
+    helper = get_runtime().helper(specs.session_ref(session))
+    raw = helper.exec(list(argv), timeout=timeout, output_limit=output_limit, cwd=cwd, stdin=stdin or b"")
+    return ExecResult.from_helper(raw)
 
 
 def session_stats(*, session: Session) -> SandboxStats:

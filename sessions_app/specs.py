@@ -71,7 +71,21 @@ def sandbox_spec(session: Session) -> SandboxSpec:
         nofile=settings.VIBECODE_SANDBOX_NOFILE,
         log_max_size=settings.VIBECODE_SANDBOX_LOG_MAX_SIZE,
         env=sandbox_env(),
+        disk_mb=disk_mb(session),
     )
+
+
+def disk_mb(session: Session) -> int | None:
+    """The disk quota a session's workspace was made with; None: no quota (made before quotas,
+    or on an installation without them)."""
+    value = session.limits.get("disk_mb")
+    return None if value is None else int(value)
+
+
+def owner_ids(user: str) -> tuple[int, int]:
+    """The numeric uid and gid of the sandbox user ("1000:1000"; a lone uid doubles as gid)."""
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
 
 
 def session_ref(session: Session) -> SandboxRef:

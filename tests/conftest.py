@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def remove_test_sandboxes() -> None:
     import docker
     from django.conf import settings
 
+    from sessions_app.runtime import btrfs
+
     client = docker.DockerClient(base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION)
     label = f"vibecode.instance={settings.VIBECODE_INSTANCE}"
     assert settings.VIBECODE_INSTANCE.startswith("test"), "refusing to clean a non-test instance"
@@ -67,6 +70,10 @@ def remove_test_sandboxes() -> None:
         client.api.remove_container(container["Id"], force=True)
     for volume in client.api.volumes(filters={"label": label}).get("Volumes") or []:
         client.api.remove_volume(volume["Name"], force=True)
+        # A quota-limited workspace also has a btrfs subvolume behind its volume.
+        device = (volume.get("Options") or {}).get("device") or ""
+        if btrfs.is_under(device, settings.VIBECODE_WORKSPACES_DIR):
+            btrfs.workspace_delete(path=device)
     client.close()
 
 
@@ -84,6 +91,59 @@ def _no_sandboxes_left_behind() -> Iterator[None]:
         remove_test_sandboxes()
     except Exception as exc:  # the engine may be the thing a test broke; say so, don't hide it
         print(f"could not remove test sandboxes: {exc}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bystander_keeps_running() -> Iterator[None]:
+    """The suite never stops the machine's engine or a container it did not make.
+
+    A container that is not labelled with this run's instance (as a running VibeCode's sandbox
+    would be) is started before the first test; after the last one it must still be the same
+    running container, and still answer an exec. A restart of the engine stops it, and its
+    auto-remove then deletes it: either way this fails the run. Tests that must restart an
+    engine use a private one (tests/resilience/conftest.py).
+    """
+    import docker
+    from django.conf import settings
+
+    try:
+        client = docker.DockerClient(base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION)
+        client.ping()
+        client.images.get(settings.VIBECODE_SANDBOX_IMAGE)
+    except docker.errors.DockerException as exc:
+        warnings.warn(
+            f"no bystander check: the Docker engine or the sandbox image is missing ({exc})", stacklevel=1
+        )
+        yield
+        return
+    bystander = client.containers.run(
+        settings.VIBECODE_SANDBOX_IMAGE,
+        ["sleep", "43200"],  # gone by itself within 12 h if this run is killed
+        name=f"vibecode-bystander-{settings.VIBECODE_INSTANCE}",
+        labels={"vibecode.bystander-of": settings.VIBECODE_INSTANCE},
+        network_mode="none",
+        init=True,
+        auto_remove=True,
+        detach=True,
+    )
+    started_at = client.api.inspect_container(bystander.id)["State"]["StartedAt"]
+    yield
+    try:
+        state = client.api.inspect_container(bystander.id)["State"]
+    except docker.errors.NotFound:
+        pytest.fail("a container this test run did not make was stopped: the bystander is gone")
+    try:
+        assert state["Running"] and state["StartedAt"] == started_at, (
+            f"a container this test run did not make was stopped or restarted: {state}"
+        )
+        assert bystander.exec_run(["true"]).exit_code == 0
+    finally:
+        try:
+            bystander.remove(force=True)
+        except docker.errors.APIError as exc:  # 404/409: its auto-remove is already on it
+            if exc.status_code not in (404, 409):
+                raise
+        client.close()
 
 
 def bearer(user) -> dict[str, str]:

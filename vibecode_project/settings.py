@@ -8,6 +8,7 @@ in ``.env.example`` and the README. Bad values stop start-up with a message nami
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -144,7 +145,11 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 times a read out after 5 s, exactly as long as channels-redis's blocking
             # pop waits for a message, so idle consumers died (channels_redis#422): no read timeout.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # channels-redis's default, named here on purpose: msgpack, never pickle.
+                "serializer_format": "msgpack",
+            },
         }
     }
     CACHES = {
@@ -152,6 +157,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "vibecode",
+            # JSON, never pickle: whoever can write to Redis must not run code in a backend.
+            "OPTIONS": {"serializer": "core_app.cache.JSONSerializer"},
         }
     }
 else:
@@ -224,6 +231,8 @@ SPECTACULAR_SETTINGS = {
 # Rate limits (django-ratelimit rates: N/s, N/m, N/h or N/d).
 VIBECODE_RATE_API = env_rate("VIBECODE_RATE_API", "100/m")
 VIBECODE_RATE_LOGIN = env_rate("VIBECODE_RATE_LOGIN", "10/m")
+# Failed sign-ins per username from every address together (slower than the per-address limit).
+VIBECODE_RATE_LOGIN_USERNAME = env_rate("VIBECODE_RATE_LOGIN_USERNAME", "100/h")
 VIBECODE_RATE_EXEC = env_rate("VIBECODE_RATE_EXEC", "10/m")
 VIBECODE_RATE_SAVE = env_rate("VIBECODE_RATE_SAVE", "60/m")
 VIBECODE_RATE_ASSISTANT = env_rate("VIBECODE_RATE_ASSISTANT", "20/m")
@@ -267,6 +276,17 @@ VIBECODE_SANDBOX_PIDS = env_int("VIBECODE_SANDBOX_PIDS", 512, minimum=16)
 VIBECODE_MAX_SESSIONS = env_int("VIBECODE_MAX_SESSIONS", 5, minimum=0)
 VIBECODE_MAX_RUNNING = env_int("VIBECODE_MAX_RUNNING", 2, minimum=0)
 VIBECODE_IDLE_TIMEOUT_MINUTES = env_int("VIBECODE_IDLE_TIMEOUT_MINUTES", 120, minimum=1)
+
+# --- Workspace disk quotas (issue 13) ---
+# Default hard disk quota of each new workspace; staff override it per user (Quota.disk_mb).
+VIBECODE_SANDBOX_DISK_MB = env_int("VIBECODE_SANDBOX_DISK_MB", 10240, minimum=16)
+# A btrfs filesystem (mounted, quota on) holding one subvolume with a qgroup limit per workspace.
+# Unset: var/workspaces when setup mounted its loop image there, else plain Docker volumes with
+# no disk quota (a system check warns).
+VIBECODE_WORKSPACES_DIR = env_str("VIBECODE_WORKSPACES_DIR") or (
+    str(VAR_DIR / "workspaces") if os.path.ismount(VAR_DIR / "workspaces") else ""
+)
+# --- end of workspace disk quotas ---
 # Seconds between in-server maintenance rounds (reconcile + idle cleanup); 0 turns them off.
 VIBECODE_CLEANUP_INTERVAL = env_int("VIBECODE_CLEANUP_INTERVAL", 60, minimum=0)
 # A session still "creating" after this long was cut short (a backend killed mid-create).
@@ -286,6 +306,15 @@ VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 200, minimu
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = VIBECODE_MAX_EDIT_BYTES * 2 + 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000
+
+# The in-sandbox helper (issue 12): no request thread waits on a sandbox longer than the deadline
+# (an exec: its own timeout plus a margin); a helper silent (not even its 1 s heartbeat) for the
+# stall time while a call waits is declared dead and replaced; calls in flight per workspace are
+# capped (503 workspace_busy past it). Downloads and zips over the size cap answer 413.
+VIBECODE_HELPER_DEADLINE_SECONDS = env_int("VIBECODE_HELPER_DEADLINE_SECONDS", 30, minimum=1)
+VIBECODE_HELPER_STALL_SECONDS = env_int("VIBECODE_HELPER_STALL_SECONDS", 8, minimum=2)
+VIBECODE_HELPER_MAX_CALLS = env_int("VIBECODE_HELPER_MAX_CALLS", 16, minimum=1)
+VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
 
 # --- AI assistant ------------------------------------------------------------------------------
 

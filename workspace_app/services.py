@@ -179,7 +179,7 @@ def workspace_upload(
     for upload, target in zip(uploads, targets, strict=True):
         # exclusive: a file that appeared since the check above is not silently replaced.
         args = {"path": target, "create_parents": True, "exclusive": not overwrite}
-        written.append(agent.call("write", args, payload=upload.chunks, size=upload.size, timeout=600).result)
+        written.append(agent.call("write", args, payload=upload.chunks, size=upload.size).result)
     return written
 
 
@@ -190,29 +190,66 @@ class Download:
     chunks: Iterator[bytes]
 
 
-def workspace_download(*, session: Session, path: str) -> Download:
-    """A file as it is, or a folder (``""``: the whole workspace) as a zip, streamed."""
-    clean = _path(session, path)
-    info = _agent(session).call("stat", {"path": clean}).result
-    private = get_runtime().helper_private(session_ref(session))
+class DownloadTooLarge(DomainError):
+    status_code = 413
+    code = "download_too_large"
 
-    def chunks(op: str) -> Iterator[bytes]:
+
+def max_download_bytes() -> int:
+    return int(settings.VIBECODE_MAX_DOWNLOAD_MB) * 1024 * 1024
+
+
+def workspace_download(*, session: Session, path: str) -> Download:
+    """A file as it is, or a folder (``""``: the whole workspace) as a zip, streamed from a
+    helper of its own with backpressure: a slow client pauses the helper, and the backend holds a
+    few chunks whatever the size. Over ``VIBECODE_MAX_DOWNLOAD_MB`` (a folder: its files before
+    zipping): 413 ``download_too_large``, checked before any byte is sent."""
+    clean = _path(session, path)
+    limit = max_download_bytes()
+    info = _agent(session).call("stat", {"path": clean}).result
+    is_dir = info["type"] == "directory"
+    if not is_dir and int(info.get("size") or 0) > limit:
+        raise DownloadTooLarge(
+            f"{clean} is {info['size']} bytes; the download limit is {settings.VIBECODE_MAX_DOWNLOAD_MB} MB.",
+            size=info["size"],
+        )
+    private = get_runtime().helper_private(session_ref(session))
+    # A zip's own overhead beside its files' bytes (stored, they are not compressed much).
+    stream_cap = limit + limit // 8 + 16 * 1024 * 1024
+    op = "zip" if is_dir else "cat"
+    chunks = private.stream(op, {"path": clean, "max_bytes": limit}, max_bytes=stream_cap)
+    try:
+        # The first chunk (or the helper's refusal, e.g. a folder over the cap) before any header.
+        first = next(chunks, b"")
+    except HelperError as exc:
+        private.close()
+        if exc.code == "download_too_large":
+            raise DownloadTooLarge(exc.detail, **exc.extra) from None
+        raise
+    except BaseException:
+        private.close()
+        raise
+
+    def body() -> Iterator[bytes]:
         try:
-            yield from private.stream(op, {"path": clean})
+            if first:
+                yield first
+            yield from chunks
         finally:
+            chunks.close()
             private.close()
 
-    if info["type"] == "directory":
+    if is_dir:
         name = (clean.rsplit("/", 1)[-1] if clean else session.name) or "workspace"
-        return Download(f"{name}.zip", "application/zip", chunks("zip"))
-    return Download(info["name"], "application/octet-stream", chunks("cat"))
+        return Download(f"{name}.zip", "application/zip", body())
+    return Download(info["name"], "application/octet-stream", body())
 
 
 def workspace_search(*, session: Session, query: str, path: str = "") -> dict[str, Any]:
     if not query or len(query) > 200:
         raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
     args = {"path": _path(session, path), "q": query, "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES}
-    return _agent(session).call("search", args, timeout=60).result
+    return _agent(session).call("search", args).result
 
 
 # --- execution --------------------------------------------------------------------------------
@@ -257,20 +294,21 @@ def workspace_exec(
         raise InvalidCommand("argv must be a non-empty list of strings without NUL characters.")
     seconds = _timeout(timeout)
     directory = _path(session, cwd)
-    request = {
-        "argv": argv,
-        "cwd": f"/workspace/{directory}" if directory else "/workspace",
-        "timeout": seconds,
-        "limit": settings.VIBECODE_EXEC_OUTPUT_LIMIT_BYTES,
-        "stdin": base64.b64encode((stdin or "").encode()).decode(),
-    }
     agent = _agent(session)
     if directory:
         kind = agent.call("stat", {"path": directory}).result["type"]
         if kind != "directory":
             raise DomainError(f"{directory} is not a directory.", code="not_a_directory")
     with EXEC_SECONDS.time():
-        result = ExecResult.from_helper(agent.call("exec", request, timeout=seconds + 30).result)
+        result = ExecResult.from_helper(
+            agent.exec(
+                argv,
+                timeout=seconds,
+                output_limit=settings.VIBECODE_EXEC_OUTPUT_LIMIT_BYTES,
+                cwd=f"/workspace/{directory}" if directory else "/workspace",
+                stdin=(stdin or "").encode(),
+            )
+        )
     outcome = "timeout" if result.timed_out else "oom_killed" if result.oom_killed else "completed"
     EXECS.labels(outcome=outcome).inc()
     return result

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.exceptions
 from django.conf import settings
+from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -65,17 +66,75 @@ class ApiRateThrottle(RatelimitThrottle):
     """The general API limit (``VIBECODE_RATE_API``, 100/minute), per user or anonymous IP."""
 
 
+def login_username(value: object) -> str:
+    """The username as the sign-in limits count it."""
+    return str(value or "")[:150].lower()
+
+
+def _count(request: HttpRequest, group: str, key: str, rate: str, *, increment: bool) -> dict | None:
+    return get_usage(request, group=group, key=lambda _group, _request: key, rate=rate, increment=increment)
+
+
+def login_refusal(request: HttpRequest, username: str) -> float | None:
+    """Count one sign-in attempt; the seconds to wait when it is refused, ``None`` when allowed.
+
+    Two limits, so that one address cannot lock a username out for everyone:
+
+    - attempts per client address and username together (``VIBECODE_RATE_LOGIN``, 10/m);
+    - failed sign-ins per username from every address (``VIBECODE_RATE_LOGIN_USERNAME``,
+      100/h), counted by :func:`login_failure_record`: a slower cap against many addresses.
+
+    The client's address is the trusted proxy's ``X-Forwarded-For`` behind nginx
+    (``core_app.net.client_ip``). With the cache down both fail open, as every limit does.
+    """
+    username = login_username(username)
+    try:
+        per_address = _count(
+            request, "login", f"{client_ip(request)}:{username}", settings.VIBECODE_RATE_LOGIN, increment=True
+        )
+        if per_address is not None and per_address["should_limit"]:
+            RATE_LIMIT_REFUSALS.labels(group="login").inc()
+            return max(1.0, float(per_address["time_left"]))
+        per_username = _count(
+            request, "login-username", username, settings.VIBECODE_RATE_LOGIN_USERNAME, increment=False
+        )
+    except (redis.exceptions.RedisError, OSError):
+        logger.warning("sign-in limits not checked: the cache is unavailable")
+        return None
+    if per_username is not None and per_username["count"] >= per_username["limit"]:
+        RATE_LIMIT_REFUSALS.labels(group="login-username").inc()
+        return max(1.0, float(per_username["time_left"]))
+    return None
+
+
+def login_failure_record(request: HttpRequest, username: str) -> None:
+    """Count a failed sign-in against the username's cap across addresses.
+
+    One address counts for at most a fifth of that cap in a window, so locking a username out
+    for everyone takes failures from five addresses or more.
+    """
+    username = login_username(username)
+    rate = settings.VIBECODE_RATE_LOGIN_USERNAME
+    try:
+        mine = _count(
+            request, "login-username-address", f"{client_ip(request)}:{username}", rate, increment=True
+        )
+        if mine is not None and mine["count"] <= max(1, mine["limit"] // 5):
+            _count(request, "login-username", username, rate, increment=True)
+    except (redis.exceptions.RedisError, OSError):
+        logger.warning("failed sign-in not counted: the cache is unavailable")
+
+
 class LoginRateThrottle(RatelimitThrottle):
-    """Login attempts per client IP and username together (``VIBECODE_RATE_LOGIN``)."""
+    """Sign-in attempts through the API: the two limits of :func:`login_refusal`."""
 
     group = "login"
     rate_setting = "VIBECODE_RATE_LOGIN"
 
-    def key(self, request: Request) -> str:
-        username = ""
-        if isinstance(request.data, dict):
-            username = str(request.data.get("username", ""))[:150].lower()
-        return f"{client_ip(request)}:{username}"
+    def allow_request(self, request: Request, view: Any) -> bool:
+        username = request.data.get("username", "") if isinstance(request.data, dict) else ""
+        self._wait = login_refusal(request, username)
+        return self._wait is None
 
 
 class ExecRateThrottle(RatelimitThrottle):

@@ -11,6 +11,10 @@ A runtime owns the life of sandboxes: a container (or pod) plus a workspace volu
   nothing here may run on the ASGI event loop.
 * An engine that does not answer raises :class:`RuntimeUnavailable` (HTTP 503).
 * Only :meth:`remove` with ``volume=True`` ever deletes a workspace volume.
+* Disk quotas: when :attr:`SandboxRuntime.disk_quotas` is true, a new workspace volume gets a hard
+  limit of ``SandboxSpec.disk_mb``; writes past it fail inside the sandbox with EDQUOT/ENOSPC and
+  affect nothing else. Existing volumes keep the limit they were made with (none for volumes made
+  before quotas, or while quotas were off).
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sessions_app.runtime.helper import HELPER_ARGV, HelperClient, HelperPool, ProcessStream
+from sessions_app.runtime.helper import (
+    HELPER_ARGV,
+    HELPER_WORKDIR,
+    HelperClient,
+    HelperPool,
+    ProcessStream,
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class SandboxSpec:
     log_max_size: str = "10m"
     workdir: str = "/workspace"
     env: Mapping[str, str] = field(default_factory=dict)
+    # Hard disk quota of a new workspace volume; None: no quota.
+    disk_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,9 @@ class SandboxStats:
     memory_bytes: int
     memory_limit_bytes: int
     pids: int
+    # The workspace volume's used bytes and quota; None when the volume has no quota.
+    disk_bytes: int | None = None
+    disk_limit_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,22 +173,50 @@ class Tty(abc.ABC):
 class SandboxRuntime(abc.ABC):
     _helper_pool: HelperPool | None = None
 
+    @property
+    def disk_quotas(self) -> bool:
+        """Whether new workspace volumes get a hard disk quota (``SandboxSpec.disk_mb``)."""
+        return False
+
     # --- the helper: the one door for files, exec and streams ---------------------------------
 
     def helper(self, ref: SandboxRef) -> HelperClient:
-        """The persistent helper of a running sandbox, started on first use and restarted when it
-        has died. Raises ``SandboxNotRunning`` when the container is not running."""
-        if self._helper_pool is None:
-            self._helper_pool = HelperPool()
-        return self._helper_pool.get(
-            ref.object_id or ref.object_name,
-            start=lambda: self.open_stream(ref, HELPER_ARGV),
+        """The persistent helper of a running sandbox, started on first use and replaced when it
+        has died or missed a deadline. It is the image's interpreter by absolute path, isolated,
+        in ``/``: nothing the user writes changes what runs as the helper. Raises
+        ``SandboxNotRunning`` when the container is not running, ``WorkspaceBusy`` (503) when
+        the workspace has too many calls in flight."""
+        pool = self._pool()
+        return pool.get(
+            _key(ref),
+            start=lambda: self.open_stream(ref, HELPER_ARGV, workdir=HELPER_WORKDIR),
             label=_label(ref),
+            on_dead=lambda pid: self._kill_helper(ref, pid),
         )
 
     def helper_private(self, ref: SandboxRef) -> HelperClient:
-        """A helper of its own for one long stream (a download); the caller closes it."""
-        return HelperClient(self.open_stream(ref, HELPER_ARGV), label=f"{_label(ref)}/private")
+        """A helper of its own for one long stream (a download), so that pausing it for a slow
+        client pauses nobody else; it counts against the workspace's calls in flight. The
+        caller closes it."""
+        pool = self._pool()
+        return HelperClient(
+            self.open_stream(ref, HELPER_ARGV, workdir=HELPER_WORKDIR),
+            label=f"{_label(ref)}/private",
+            slots=pool.slots_for(_key(ref)),
+            on_dead=lambda pid: self._kill_helper(ref, pid),
+        )
+
+    def _pool(self) -> HelperPool:
+        if self._helper_pool is None:
+            self._helper_pool = HelperPool()
+        return self._helper_pool
+
+    def _kill_helper(self, ref: SandboxRef, pid: int | None) -> None:
+        """Best effort: SIGKILL a helper declared dead (it may be stopped, not gone), so that it
+        holds nothing. Runs as the sandbox user, so it can only ever kill that user's process."""
+        if pid is None or pid <= 1:
+            return
+        self.open_stream(ref, ["/bin/kill", "-KILL", str(pid)], workdir="/").close()
 
     @abc.abstractmethod
     def ping(self) -> str:
@@ -181,7 +224,8 @@ class SandboxRuntime(abc.ABC):
 
     @abc.abstractmethod
     def create(self, spec: SandboxSpec) -> SandboxRef:
-        """Create the volume (kept if it exists), then the container, start it and wait until it
+        """Create the volume (kept if it exists, with whatever quota it has; a new one limited to
+        ``spec.disk_mb`` when :attr:`disk_quotas`), then the container, start it and wait until it
         accepts exec. A container that already exists under ``spec.name`` with the same labels is
         adopted (and started) rather than duplicated. On failure, the container made by this
         call is removed; the volume is always kept."""
@@ -201,22 +245,6 @@ class SandboxRuntime(abc.ABC):
         container: that is ``SandboxState.MISSING``."""
 
     @abc.abstractmethod
-    def exec(
-        self,
-        ref: SandboxRef,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        output_limit: int,
-        cwd: str = "/workspace",
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        """Run ``argv`` (no shell) as the sandbox user. On timeout the whole process tree is
-        killed. Each output stream keeps at most ``output_limit`` bytes (``truncated`` says so).
-        ``oom_killed`` reports a kill by the memory limit. Raises ``SandboxNotRunning``."""
-
-    @abc.abstractmethod
     def open_tty(
         self,
         ref: SandboxRef,
@@ -229,19 +257,22 @@ class SandboxRuntime(abc.ABC):
         """Start ``argv`` on a new TTY and return its socket. Raises ``SandboxNotRunning``."""
 
     @abc.abstractmethod
-    def open_stream(self, ref: SandboxRef, argv: Sequence[str]) -> ProcessStream:
-        """Start ``argv`` as the sandbox user and return its stdin/stdout as a byte stream.
-        Raises ``SandboxNotRunning``."""
+    def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:
+        """Start ``argv`` (an absolute program path: the sandbox's PATH is the user's) as the
+        sandbox user in ``workdir`` and return its stdin/stdout as a byte stream. Commands run
+        through the helper's ``exec`` op; this is for the helper itself. Raises
+        ``SandboxNotRunning``."""
 
     @abc.abstractmethod
     def stats(self, ref: SandboxRef) -> SandboxStats:
-        """CPU (percent of one core, since the previous call), memory and PIDs of a running
-        sandbox. Raises ``SandboxNotRunning``."""
+        """CPU (percent of one core, since the previous call), memory, PIDs and the workspace
+        volume's disk use (None without a quota) of a running sandbox. Raises ``SandboxNotRunning``."""
 
     @abc.abstractmethod
     def remove(self, ref: SandboxRef, *, volume: bool) -> None:
-        """Remove the container (force). With ``volume=True`` also the workspace volume: the only
-        path that deletes user data, used by explicit deletes only. Already gone: no-op."""
+        """Remove the container (force). With ``volume=True`` also the workspace volume (and the
+        storage behind it, e.g. its quota-limited subvolume): the only path that deletes user
+        data, used by explicit deletes only. Already gone: no-op."""
 
     @abc.abstractmethod
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
@@ -279,6 +310,10 @@ class SandboxRuntime(abc.ABC):
         creating the volume when it is missing. A volume that has files raises ``VolumeNotEmpty``
         unless ``replace``, which empties it first so the result equals the archive. The engine
         unpacks as it reads: callers check the archive reads back whole before calling this."""
+
+
+def _key(ref: SandboxRef) -> str:
+    return ref.object_id or ref.object_name
 
 
 def _label(ref: SandboxRef) -> str:

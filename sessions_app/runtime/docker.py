@@ -6,11 +6,11 @@ API. Docker's 404 and 409 on stop/remove mean "already done" (see the contract i
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
-import json
 import logging
+import os
+import select
 import socket
 import struct
 import tarfile
@@ -25,9 +25,9 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from core_app.metrics import DOCKER_ERRORS
-from sandbox import AGENT_SOURCE
+from sessions_app import specs as spec_helpers
+from sessions_app.runtime import btrfs
 from sessions_app.runtime.base import (
-    ExecResult,
     ProcessStream,
     SandboxInfo,
     SandboxRef,
@@ -207,16 +207,45 @@ class DockerTty(Tty):
 class DockerProcessStream(ProcessStream):
     """Demultiplexes Docker's non-TTY attach stream: 8-byte headers (stream, size), then data."""
 
-    def __init__(self, raw: Any, *, name: str) -> None:
+    def __init__(
+        self, raw: Any, *, name: str, client: docker.DockerClient | None = None, exec_id: str = ""
+    ) -> None:
         self._raw = raw
         self._sock: socket.socket = raw._sock
         self._sock.settimeout(None)
         self._buffer = bytearray()
         self._name = name
+        self._client = client
+        self._exec_id = exec_id
         self._closed = False
 
     def write(self, data: bytes) -> None:
         self._sock.sendall(data)
+
+    def send_some(self, data: memoryview, *, timeout: float) -> int:
+        # The socket stays blocking for the reader thread; this send alone does not block.
+        try:
+            return self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLOUT)
+        if not poller.poll(int(timeout * 1000)):
+            return 0
+        try:
+            return self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+
+    def exited(self) -> bool:
+        if self._client is None or not self._exec_id:
+            return False
+        try:
+            return not self._client.api.exec_inspect(self._exec_id).get("Running", True)
+        except NotFound:
+            return True  # its container is gone
+        except (requests.exceptions.RequestException, DockerException):
+            return False  # the engine did not answer: unknown
 
     def read(self) -> bytes:
         while True:
@@ -247,31 +276,16 @@ class DockerProcessStream(ProcessStream):
             self._raw.close()
 
 
-def _read_frames(sock: socket.socket, limit: int) -> tuple[bytes, bytes]:
-    """Read Docker's multiplexed (non-TTY) stream to EOF: 8-byte headers, then payloads."""
-    out = bytearray()
-    err = bytearray()
-    buffer = bytearray()
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buffer += chunk
-        while len(buffer) >= 8:
-            stream, size = buffer[0], struct.unpack(">I", buffer[4:8])[0]
-            if len(buffer) < 8 + size:
-                break
-            target = out if stream == 1 else err
-            if len(target) < limit:
-                target += buffer[8 : 8 + size]
-            del buffer[: 8 + size]
-    return bytes(out), bytes(err)
-
-
 class DockerRuntime(SandboxRuntime):
     def __init__(self) -> None:
         # Previous (cpu_total, system_total) per container, for CPU percent between two calls.
         self._cpu_samples: dict[str, tuple[int, int]] = {}
+        # Volume name -> the quota-limited subvolume behind it ("" for a plain volume).
+        self._volume_paths: dict[str, str] = {}
+        if not self.disk_quotas:
+            logger.warning(
+                "VIBECODE_WORKSPACES_DIR is not set: workspaces get plain volumes with no disk quota"
+            )
 
     @property
     def client(self) -> docker.DockerClient:
@@ -284,10 +298,75 @@ class DockerRuntime(SandboxRuntime):
 
     # --- life cycle -----------------------------------------------------------------------------
 
-    def create(self, spec: SandboxSpec) -> SandboxRef:
+    # --- workspace volumes (with a disk quota when VIBECODE_WORKSPACES_DIR is set) ---------------
+
+    @property
+    def disk_quotas(self) -> bool:
+        return bool(settings.VIBECODE_WORKSPACES_DIR)
+
+    def _create_volume(self, spec: SandboxSpec) -> None:
+        """A plain local volume, or (with quotas) one bound to a new quota-limited btrfs
+        subvolume of the same name. An existing volume is kept as it is."""
         api = self.client.api
+        root = settings.VIBECODE_WORKSPACES_DIR
         with engine_errors("create the workspace volume"):
-            api.create_volume(name=spec.volume_name, labels=dict(spec.labels))
+            if not (self.disk_quotas and spec.disk_mb):
+                api.create_volume(name=spec.volume_name, labels=dict(spec.labels))
+                return
+            try:
+                api.inspect_volume(spec.volume_name)
+                return
+            except NotFound:
+                pass
+            try:
+                uid, gid = spec_helpers.owner_ids(spec.user)
+            except ValueError as exc:
+                raise RuntimeFailure(
+                    f"VIBECODE_SANDBOX_USER must be numeric (uid:gid), not {spec.user!r}."
+                ) from exc
+            path = btrfs.workspace_create(
+                root=root, name=spec.volume_name, limit_bytes=spec.disk_mb * 2**20, uid=uid, gid=gid
+            )
+            try:
+                api.create_volume(
+                    name=spec.volume_name,
+                    driver="local",
+                    driver_opts={"type": "none", "o": "bind", "device": path},
+                    labels={**spec.labels, "vibecode.disk_mb": str(spec.disk_mb)},
+                )
+            except Exception:
+                btrfs.workspace_delete(path=path)  # empty and just made here: nothing is lost
+                raise
+            self._volume_paths[spec.volume_name] = path
+
+    def _volume_path(self, volume_name: str) -> str:
+        """The quota-limited subvolume behind a volume, or "" (plain volume, or gone)."""
+        if volume_name not in self._volume_paths:
+            try:
+                info = self.client.api.inspect_volume(volume_name)
+            except NotFound:
+                return ""
+            device = (info.get("Options") or {}).get("device") or ""
+            root = settings.VIBECODE_WORKSPACES_DIR
+            self._volume_paths[volume_name] = device if root and btrfs.is_under(device, root) else ""
+        return self._volume_paths[volume_name]
+
+    def _remove_volume(self, volume_name: str) -> None:
+        api = self.client.api
+        with engine_errors("remove the workspace volume"):
+            path = self._volume_path(volume_name)
+            try:
+                api.remove_volume(volume_name, force=True)
+            except NotFound:
+                pass
+        self._volume_paths.pop(volume_name, None)
+        root = settings.VIBECODE_WORKSPACES_DIR
+        # Also a subvolume whose Docker volume went first (a delete cut short between the two).
+        for candidate in dict.fromkeys(filter(None, (path, root and os.path.join(root, volume_name)))):
+            btrfs.workspace_delete(path=candidate)
+
+    def create(self, spec: SandboxSpec) -> SandboxRef:
+        self._create_volume(spec)
         kwargs = docker_create_kwargs(spec)
         created_here = False
         with engine_errors("create the container"):
@@ -388,11 +467,7 @@ class DockerRuntime(SandboxRuntime):
                         raise
         self._cpu_samples.pop(ref.object_id, None)
         if volume:
-            with engine_errors("remove the workspace volume"):
-                try:
-                    api.remove_volume(ref.volume_name, force=True)
-                except NotFound:
-                    pass
+            self._remove_volume(ref.volume_name)
 
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
@@ -421,67 +496,6 @@ class DockerRuntime(SandboxRuntime):
                     raise SandboxNotRunning() from exc
                 raise
 
-    def exec(
-        self,
-        ref: SandboxRef,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        output_limit: int,
-        cwd: str = "/workspace",
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        request = json.dumps(
-            {
-                "argv": list(argv),
-                "cwd": cwd,
-                "env": dict(env or {}),
-                "timeout": timeout,
-                "limit": output_limit,
-                "stdin": base64.b64encode(stdin or b"").decode(),
-            }
-        ).encode()
-        exec_id = self._exec_create(ref, ["python3", "-c", AGENT_SOURCE, "once"], stdin=True)
-        with engine_errors("run a process in the container"):
-            raw = self.client.api.exec_start(exec_id, socket=True)
-        sock: socket.socket = raw._sock
-        try:
-            sock.settimeout(timeout + 30)
-            sock.sendall(request)
-            sock.shutdown(socket.SHUT_WR)
-            out, err = _read_frames(sock, limit=8 * output_limit + 65536)
-        except OSError as exc:
-            raise RuntimeFailure("Lost the connection to the process in the container.") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                raw.close()
-        try:
-            result = json.loads(out)
-        except ValueError:
-            # The supervisor itself died: most likely killed with everything else by the
-            # memory limit, or the container stopped under it.
-            inspect = self.client.api.exec_inspect(exec_id)
-            logger.warning(
-                "exec supervisor failed in %s (exit %s): %s",
-                ref.object_id[:12],
-                inspect.get("ExitCode"),
-                err[-300:].decode(errors="replace"),
-            )
-            if not self.status(ref).state == SandboxState.RUNNING:
-                raise SandboxNotRunning("The session stopped while the command ran.") from None
-            return ExecResult(
-                exit_code=inspect.get("ExitCode"),
-                stdout=b"",
-                stderr=err[-output_limit:],
-                duration_ms=0,
-                timed_out=False,
-                truncated=False,
-                oom_killed=inspect.get("ExitCode") == 137,
-                max_rss_kb=None,
-            )
-        return ExecResult.from_helper(result)
-
     def open_tty(
         self,
         ref: SandboxRef,
@@ -499,11 +513,13 @@ class DockerRuntime(SandboxRuntime):
         tty.resize(cols=cols, rows=rows)
         return tty
 
-    def open_stream(self, ref: SandboxRef, argv: Sequence[str]) -> ProcessStream:
-        exec_id = self._exec_create(ref, argv, stdin=True)
+    def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:
+        exec_id = self._exec_create(ref, argv, stdin=True, workdir=workdir)
         with engine_errors("start a helper process in the container"):
             raw = self.client.api.exec_start(exec_id, socket=True)
-        return DockerProcessStream(raw, name=f"helper in {ref.object_id[:12]}")
+        return DockerProcessStream(
+            raw, name=f"helper in {ref.object_id[:12]}", client=self.client, exec_id=exec_id
+        )
 
     def stats(self, ref: SandboxRef) -> SandboxStats:
         with engine_errors("read the container's statistics"):
@@ -525,11 +541,18 @@ class DockerRuntime(SandboxRuntime):
         memory = sample.get("memory_stats") or {}
         # Page cache is reclaimable: report what `docker stats` reports.
         inactive = int((memory.get("stats") or {}).get("inactive_file") or 0)
+        disk = None
+        with engine_errors("inspect the workspace volume"):
+            path = self._volume_path(ref.volume_name)
+        if path:
+            disk = btrfs.workspace_usage(path)
         return SandboxStats(
             cpu_percent=round(max(cpu_percent, 0.0), 1),
             memory_bytes=max(int(memory.get("usage") or 0) - inactive, 0),
             memory_limit_bytes=int(memory.get("limit") or 0),
             pids=int((sample.get("pids_stats") or {}).get("current") or 0),
+            disk_bytes=disk.used_bytes if disk else None,
+            disk_limit_bytes=disk.limit_bytes if disk else None,
         )
 
     # --- workspace volumes: pauses, backups and restores ---------------------------------------

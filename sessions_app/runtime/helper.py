@@ -6,18 +6,35 @@ It multiplexes requests over the helper's stdin/stdout (see ``sandbox/agent.py``
 format): callers on any thread send a request and wait for the frames with their id, which a
 reader thread dispatches. The helper walks every path itself, so it is never a way around the
 path checks.
+
+The helper runs as the sandbox user, who can kill it, stop it, or write into its stdout. So the
+backend trusts nothing it says and bounds everything it waits for:
+
+* every call has a total deadline (``VIBECODE_HELPER_DEADLINE_SECONDS``; an exec its own timeout
+  plus a margin), however many frames arrive; a helper that misses one is declared dead, closed
+  and replaced;
+* the helper beats once a second; a helper silent for ``VIBECODE_HELPER_STALL_SECONDS`` while a
+  call waits on it (stopped, or gone while someone holds its pipe) is declared dead too, as is
+  one whose process the engine reports ended;
+* sends and the send lock wait at most until the deadline; a reply carries bounded bytes; each
+  workspace has a bounded number of calls in flight (past it, a fast 503 ``workspace_busy``);
+* a stream's frames go through a bounded queue: when its consumer is slow, the reader stops
+  reading, the helper blocks on its write, and memory stays flat (use a private helper for a
+  stream, so that pausing it pauses nobody else).
 """
 
 from __future__ import annotations
 
 import abc
+import base64
 import itertools
 import json
 import logging
 import queue
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,14 +47,30 @@ from sessions_app.runtime.errors import RuntimeFailure
 
 logger = logging.getLogger(__name__)
 
-HELPER_ARGV = ["python3", "-u", "-c", AGENT_SOURCE, "serve"]
+# The image's interpreter by absolute path (never whatever ``python3`` the user put first on
+# PATH), isolated (-I: no PYTHON* variables, user site, .pth of the user's, or cwd on sys.path),
+# started in / (see ``HELPER_WORKDIR``).
+HELPER_ARGV = ["/usr/bin/python3", "-I", "-u", "-c", AGENT_SOURCE]
+HELPER_WORKDIR = "/"
 # Results (a listing, an exec's capped output in base64) stay well under this.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+# How often a waiting call checks the helper's health.
+CHECK_SECONDS = 1.0
+# How often at most a waiting call asks the engine whether the helper's process still runs.
+EXIT_CHECK_SECONDS = 2.0
+# An exec's deadline is its own timeout plus this (the helper kills the run, then answers).
+EXEC_MARGIN_SECONDS = 10.0
+# A stream's frames buffered between the reader and a slow consumer (256 KB each).
+STREAM_QUEUE_FRAMES = 4
 
 
 def max_payload_bytes() -> int:
     """The largest payload a helper frame may carry: a file read for the editor."""
     return int(settings.VIBECODE_MAX_EDIT_BYTES) + 1024 * 1024
+
+
+def deadline_seconds() -> float:
+    return float(settings.VIBECODE_HELPER_DEADLINE_SECONDS)
 
 
 class ProcessStream(abc.ABC):
@@ -46,11 +79,23 @@ class ProcessStream(abc.ABC):
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
-        """Send bytes to the process's stdin. Raises ``OSError`` once the process is gone."""
+        """Send bytes to the process's stdin, blocking. Raises ``OSError`` once it is gone."""
+
+    def send_some(self, data: memoryview, *, timeout: float) -> int:
+        """Send a prefix of ``data`` within ``timeout`` seconds and return its length; 0 when
+        the process took nothing in that time. Raises ``OSError`` once it is gone. Backends
+        that cannot bound a send block instead (the default)."""
+        self.write(bytes(data))
+        return len(data)
 
     @abc.abstractmethod
     def read(self) -> bytes:
         """The next bytes of its stdout; ``b""`` once it has ended."""
+
+    def exited(self) -> bool:
+        """True once the engine reports the process ended, even while something else still
+        holds its stdout open. False when unknown."""
+        return False
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -70,31 +115,131 @@ class HelperGone(RuntimeFailure):
     default_detail = "The session's helper process stopped. Try again; it restarts by itself."
 
 
+class WorkspaceBusy(DomainError):
+    status_code = 503
+    code = "workspace_busy"
+    default_detail = "The workspace has too many operations under way. Try again in a moment."
+
+
+class CallSlots:
+    """A cap on the calls in flight to one workspace, across its shared and private helpers.
+    Never waits: past the cap a call fails at once with ``WorkspaceBusy``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self.used >= self.limit:
+                raise WorkspaceBusy()
+            self.used += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.used = max(self.used - 1, 0)
+
+
 @dataclass
 class Reply:
     result: dict[str, Any]
     data: bytes
 
 
+class _Waiter:
+    def __init__(self, *, bounded: bool) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=STREAM_QUEUE_FRAMES if bounded else 0)
+        self.abandoned = False
+
+
 class HelperClient:
-    def __init__(self, stream: ProcessStream, *, label: str) -> None:
+    """One helper process. Thread-safe; ``alive`` turns False for good once it is dead."""
+
+    def __init__(
+        self,
+        stream: ProcessStream,
+        *,
+        label: str,
+        slots: CallSlots | None = None,
+        on_dead: Callable[[int | None], None] | None = None,
+    ) -> None:
         self._stream = stream
         self.label = label
+        self._slots = slots or CallSlots(int(settings.VIBECODE_HELPER_MAX_CALLS))
+        self._on_dead = on_dead
         self._send_lock = threading.Lock()
-        self._pending: dict[int, queue.SimpleQueue[Any]] = {}
+        self._pending: dict[int, _Waiter] = {}
         self._pending_lock = threading.Lock()
+        self._dead_lock = threading.Lock()
         self._ids = itertools.count(1)
         self.alive = True
+        self.pid: int | None = None  # the helper's pid in the sandbox, from its hello
+        self._last_frame = time.monotonic()
+        self._next_exit_check = 0.0
         self._reader = threading.Thread(target=self._read_loop, name=f"agent-{label}", daemon=True)
         self._reader.start()
+
+    # --- health -------------------------------------------------------------------------------
+
+    def declare_dead(self, reason: str) -> None:
+        """Close this helper for good (the pool starts a new one on the next call). Idempotent."""
+        with self._dead_lock:
+            if not self.alive and self._stream is None:
+                return
+            self.alive = False
+            stream, self._stream = self._stream, None  # type: ignore[assignment]
+        logger.warning("helper %s declared dead: %s; closed, a new one replaces it", self.label, reason)
+        if stream is not None:
+            stream.close()
+        self._wake_all()
+        if self._on_dead is not None:
+            try:
+                self._on_dead(self.pid)
+            except Exception:
+                logger.warning("helper %s: could not kill the old process", self.label, exc_info=True)
+
+    def _wake_all(self) -> None:
+        with self._pending_lock:
+            waiters = list(self._pending.values())
+        for waiter in waiters:
+            waiter.abandoned = True
+            try:
+                waiter.queue.put_nowait(_GONE)
+            except queue.Full:
+                pass  # its consumer sees ``alive`` False on its next check
+
+    def _check(self, *, deadline: float, since: float, what: str, fatal_deadline: bool = True) -> None:
+        """Raise unless the helper is alive and ``deadline`` not passed. ``since``: when the
+        caller started waiting without progress; silence since then beyond the stall limit, or
+        an ended process, means the helper is dead."""
+        if not self.alive:
+            raise HelperGone()
+        now = time.monotonic()
+        if now >= deadline:
+            if fatal_deadline:
+                self.declare_dead(f"missed its deadline while {what}")
+                raise HelperGone("The session's helper did not answer in time; it is being restarted.")
+            raise WorkspaceBusy("The workspace is busy with another operation. Try again in a moment.")
+        stall = float(settings.VIBECODE_HELPER_STALL_SECONDS)
+        if now - max(self._last_frame, since) > stall:
+            self.declare_dead(f"silent for {stall:.0f} s while {what}")
+            raise HelperGone("The session's helper stopped answering; it is being restarted.")
+        if now >= self._next_exit_check and now - since >= EXIT_CHECK_SECONDS:
+            self._next_exit_check = now + EXIT_CHECK_SECONDS
+            stream = self._stream
+            if stream is not None and stream.exited():
+                self.declare_dead(f"its process ended while {what}")
+                raise HelperGone()
 
     # --- wire ---------------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
         buffer = bytearray()
+        stream = self._stream
         try:
             while True:
-                chunk = self._stream.read()
+                chunk = stream.read()
                 if not chunk:
                     return
                 buffer += chunk
@@ -107,6 +252,8 @@ class HelperClient:
                     if len(buffer) < 4 + length:
                         break
                     header = json.loads(buffer[4 : 4 + length])
+                    if not isinstance(header, dict):
+                        raise ValueError("a frame header that is not an object")
                     size = int(header.get("size") or 0)
                     if not 0 <= size <= max_payload_bytes():
                         raise ValueError(f"a {size}-byte payload from the helper")
@@ -114,55 +261,112 @@ class HelperClient:
                         break
                     payload = bytes(buffer[4 + length : 4 + length + size])
                     del buffer[: 4 + length + size]
-                    with self._pending_lock:
-                        waiter = self._pending.get(header.get("id"))
-                    if waiter is not None:
-                        waiter.put((header, payload))
-        except Exception:
-            logger.exception("helper %s: reading failed; the connection is dropped", self.label)
+                    self._last_frame = time.monotonic()
+                    self._dispatch(header, payload)
+        except Exception as exc:
+            if self.alive:
+                logger.warning("helper %s: reading failed (%s); the connection is dropped", self.label, exc)
         finally:
             self.alive = False
-            with self._pending_lock:
-                waiters = list(self._pending.values())
-            for waiter in waiters:
-                waiter.put(_GONE)
+            self._wake_all()
+
+    def _dispatch(self, header: dict[str, Any], payload: bytes) -> None:
+        request_id = header.get("id")
+        if request_id == 0:
+            if header.get("hello") and isinstance(header.get("pid"), int):
+                self.pid = header["pid"]
+            return
+        with self._pending_lock:
+            waiter = self._pending.get(request_id)  # type: ignore[arg-type]
+        if waiter is None:
+            return  # a call that gave up, or a forged id
+        # A stream's queue is bounded: while its consumer is slow this blocks, nothing more is
+        # read from the helper, and the helper blocks on its write (backpressure).
+        while not waiter.abandoned and self.alive:
+            try:
+                waiter.queue.put((header, payload), timeout=CHECK_SECONDS)
+                break
+            except queue.Full:
+                continue
+        self._last_frame = time.monotonic()
 
     def _send(
-        self, request_id: int, op: str, args: dict[str, Any], payload: Iterable[bytes], size: int
+        self,
+        request_id: int,
+        op: str,
+        args: dict[str, Any],
+        payload: Iterable[bytes],
+        size: int,
+        deadline: float,
     ) -> None:
         header = json.dumps({"id": request_id, "op": op, "args": args, "size": size}).encode()
-        with self._send_lock:
-            try:
-                self._stream.write(struct.pack(">I", len(header)) + header)
-                sent = 0
-                for chunk in payload:
-                    self._stream.write(chunk)
-                    sent += len(chunk)
-                if sent != size:
-                    raise ValueError(f"payload was {sent} bytes, announced {size}")
-            except OSError as exc:
-                self.alive = False
-                raise HelperGone() from exc
+        since = time.monotonic()
+        # Another call's large send may hold the lock: that is not this helper's fault, so
+        # running out of time here fails this call only.
+        while not self._send_lock.acquire(timeout=CHECK_SECONDS):
+            self._check(deadline=deadline, since=since, what="waiting to send", fatal_deadline=False)
+        try:
+            self._write_all(struct.pack(">I", len(header)) + header, deadline, op)
+            sent = 0
+            for chunk in payload:
+                self._write_all(chunk, deadline, op)
+                sent += len(chunk)
+            if sent != size:
+                raise ValueError(f"payload was {sent} bytes, announced {size}")
+        except OSError as exc:
+            self.declare_dead(f"a send failed ({exc})")
+            raise HelperGone() from exc
+        finally:
+            self._send_lock.release()
+
+    def _write_all(self, data: bytes, deadline: float, op: str) -> None:
+        view = memoryview(data)
+        since = time.monotonic()
+        while view:
+            stream = self._stream
+            if stream is None:
+                raise HelperGone()
+            remaining = deadline - time.monotonic()
+            sent = stream.send_some(view, timeout=max(min(remaining, CHECK_SECONDS), 0.0))
+            if sent:
+                view = view[sent:]
+                since = time.monotonic()
+            else:
+                self._check(deadline=deadline, since=since, what=f"sending a {op} request")
 
     def _frames(
-        self, op: str, args: dict[str, Any], payload: Iterable[bytes], size: int, timeout: float
+        self,
+        op: str,
+        args: dict[str, Any],
+        payload: Iterable[bytes],
+        size: int,
+        *,
+        timeout: float,
+        total: bool,
+        max_bytes: int,
     ) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """The frames answering one request. ``total``: ``timeout`` bounds the whole call;
+        otherwise each wait for the next frame (a stream read by a slow client)."""
         if not self.alive:
             raise HelperGone()
+        self._slots.acquire()
         request_id = next(self._ids)
-        waiter: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        waiter = _Waiter(bounded=not total)
         with self._pending_lock:
             self._pending[request_id] = waiter
         try:
-            self._send(request_id, op, args, payload, size)
+            deadline = time.monotonic() + timeout
+            self._send(request_id, op, args, payload, size, deadline)
+            received = 0
             while True:
-                try:
-                    item = waiter.get(timeout=timeout)
-                except queue.Empty:
-                    raise HelperGone(f"The session's helper did not answer within {timeout:.0f} s.") from None
-                if item is _GONE:
-                    raise HelperGone()
+                if not total:
+                    deadline = time.monotonic() + timeout
+                item = self._next(waiter, deadline, op)
                 header, data = item
+                received += len(data)
+                if received > max_bytes:
+                    self.declare_dead(f"sent over {max_bytes} bytes for one {op}")
+                    raise HelperGone()
                 if not header.get("ok"):
                     error = header.get("error") or {}
                     failure = HelperError(error.get("detail"), code=error.get("code", "agent_error"))
@@ -173,8 +377,23 @@ class HelperClient:
                 if not header.get("more"):
                     return
         finally:
+            waiter.abandoned = True
             with self._pending_lock:
                 self._pending.pop(request_id, None)
+            self._slots.release()
+
+    def _next(self, waiter: _Waiter, deadline: float, op: str) -> tuple[dict[str, Any], bytes]:
+        since = time.monotonic()
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                item = waiter.queue.get(timeout=max(min(remaining, CHECK_SECONDS), 0.001))
+            except queue.Empty:
+                self._check(deadline=deadline, since=since, what=f"answering a {op}")
+                continue
+            if item is _GONE:
+                raise HelperGone()
+            return item  # type: ignore[no-any-return]
 
     # --- calls --------------------------------------------------------------------------------
 
@@ -185,30 +404,80 @@ class HelperClient:
         *,
         payload: bytes | Iterable[bytes] = b"",
         size: int | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
     ) -> Reply:
-        """One request, one answer. ``payload`` may be an iterable of chunks with ``size`` given."""
+        """One request, one answer, within ``timeout`` seconds in all (default: the helper
+        deadline), or ``HelperGone``. ``payload`` may be an iterable of chunks with ``size``."""
+        chunks: Iterable[bytes]
         if isinstance(payload, bytes):
             size, chunks = len(payload), [payload] if payload else []
         else:
             chunks = payload
             assert size is not None, "a streamed payload needs its size"
-        for header, data in self._frames(op, args or {}, chunks, size, timeout):
+        seconds = deadline_seconds() if timeout is None else timeout
+        frames = self._frames(
+            op,
+            args or {},
+            chunks,
+            size,
+            timeout=seconds,
+            total=True,
+            max_bytes=max_payload_bytes() + MAX_HEADER_BYTES,
+        )
+        for header, data in frames:
             if not header.get("more"):
                 return Reply(header.get("result") or {}, data)
         raise HelperGone()
 
     def stream(
-        self, op: str, args: dict[str, Any] | None = None, *, timeout: float = 300.0
-    ) -> Iterator[bytes]:
-        """A request whose answer comes as a stream of chunks (a zip of a folder)."""
-        for header, data in self._frames(op, args or {}, [], 0, timeout):
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+    ) -> Generator[bytes, None, None]:
+        """A request whose answer comes as a stream of chunks (a download, a zip). ``timeout``
+        bounds each wait for the next chunk (default: the helper deadline), ``max_bytes`` the
+        whole stream. The chunks pass a bounded queue: read them slowly and the helper waits."""
+        seconds = deadline_seconds() if timeout is None else timeout
+        limit = max_bytes if max_bytes is not None else 1 << 62
+        for header, data in self._frames(
+            op, args or {}, [], 0, timeout=seconds, total=False, max_bytes=limit
+        ):
             if header.get("more"):
                 yield data
 
+    def exec(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        output_limit: int,
+        cwd: str = "/workspace",
+        stdin: bytes = b"",
+        env: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``argv`` (no shell) as the sandbox user, supervised by the helper: on timeout,
+        and when it ends in any case, all its processes are killed (setsid and double forks
+        too). The raw result (``ExecResult.from_helper`` reads it); deadline: timeout + margin."""
+        request = {
+            "argv": argv,
+            "cwd": cwd,
+            "env": dict(env or {}),
+            "timeout": timeout,
+            "limit": output_limit,
+            "stdin": base64.b64encode(stdin).decode(),
+        }
+        return self.call("exec", request, timeout=timeout + EXEC_MARGIN_SECONDS).result
+
     def close(self) -> None:
         self.alive = False
-        self._stream.close()
+        with self._dead_lock:
+            stream, self._stream = self._stream, None  # type: ignore[assignment]
+        if stream is not None:
+            stream.close()
+        self._wake_all()
 
 
 class HelperPool:
@@ -221,27 +490,46 @@ class HelperPool:
     def __init__(self) -> None:
         self._helpers: dict[str, HelperClient] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._slots: dict[str, CallSlots] = {}
         self._guard = threading.Lock()
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def get(self, key: str, *, start: Callable[[], ProcessStream], label: str) -> HelperClient:
+    def slots_for(self, key: str) -> CallSlots:
+        """The calls-in-flight cap of one workspace, shared by its shared and private helpers."""
+        with self._guard:
+            return self._slots.setdefault(key, CallSlots(int(settings.VIBECODE_HELPER_MAX_CALLS)))
+
+    def get(
+        self,
+        key: str,
+        *,
+        start: Callable[[], ProcessStream],
+        label: str,
+        on_dead: Callable[[int | None], None] | None = None,
+    ) -> HelperClient:
         helper = self._helpers.get(key)
         if helper is not None and helper.alive:
             return helper
-        with self._lock_for(key):
+        lock = self._lock_for(key)
+        # Starting a helper is one engine call; a start stuck longer than a deadline fails.
+        if not lock.acquire(timeout=deadline_seconds()):
+            raise WorkspaceBusy("The session's helper is still starting. Try again in a moment.")
+        try:
             helper = self._helpers.get(key)
             if helper is not None and helper.alive:
                 return helper
             if helper is not None:
                 AGENT_RESTARTS.inc()
                 logger.warning("helper %s died; restarting it", label)
-            helper = HelperClient(start(), label=label)
+            helper = HelperClient(start(), label=label, slots=self.slots_for(key), on_dead=on_dead)
             self._helpers[key] = helper
             self._prune()
             return helper
+        finally:
+            lock.release()
 
     def _prune(self) -> None:
         for key in [key for key, helper in self._helpers.items() if not helper.alive]:

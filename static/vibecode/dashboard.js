@@ -4,6 +4,35 @@
 import { api } from "./ide/api.js";
 import { formatBytes } from "./ide/ui.js";
 
+// The workspace's disk of its quota; warns from 90 % (writes fail once it is full).
+const DISK_WARN_SHARE = 0.9;
+
+function diskMeter(stats) {
+  const disk = document.createElement("span");
+  disk.className = "meter-disk";
+  disk.dataset.testid = "disk-meter";
+  if (stats.disk_limit_bytes == null) {
+    disk.textContent = "Disk: no quota";
+    return disk;
+  }
+  const share = stats.disk_bytes / stats.disk_limit_bytes;
+  const bar = document.createElement("span");
+  bar.className = "meter-bar";
+  const fill = document.createElement("span");
+  fill.style.width = `${Math.min(100, share * 100).toFixed(1)}%`;
+  bar.append(fill);
+  const text = document.createElement("span");
+  text.className = "meter-text";
+  text.textContent = `Disk ${formatBytes(stats.disk_bytes)} / ${formatBytes(stats.disk_limit_bytes)}`;
+  if (share >= DISK_WARN_SHARE) {
+    disk.classList.add("meter-warn");
+    text.textContent += " · almost full";
+    disk.title = `${Math.round(share * 100)}% of the disk quota is used; writes fail once it is full.`;
+  }
+  disk.append(bar, text);
+  return disk;
+}
+
 async function refreshMeters() {
   for (const meter of document.querySelectorAll(".meter[data-stats-url]")) {
     try {
@@ -18,7 +47,7 @@ async function refreshMeters() {
       const text = document.createElement("span");
       text.className = "meter-text";
       text.textContent = `CPU ${stats.cpu_percent.toFixed(0)}% · ${formatBytes(stats.memory_bytes)}`;
-      meter.append(bar, text);
+      meter.append(bar, text, diskMeter(stats));
     } catch {
       meter.textContent = "–";
     }

@@ -95,3 +95,110 @@ def test_a_memory_bomb_is_killed_by_the_memory_limit_and_reported(alice_api, san
     assert result.timed_out is False
     # The session itself survives.
     assert _exec(session, "echo", "alive").stdout == b"alive\n"
+
+
+# --- quotas under concurrency (issue 13): real threads, real PostgreSQL row locks ------------------
+
+
+def _in_parallel(calls):
+    """Run the calls at the same moment, each in its own thread with its own connection."""
+    from django.db import connection
+
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            barrier.wait(timeout=30)
+            results[index] = call()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads)
+    return results
+
+
+def _client_of(user):
+    from rest_framework.test import APIClient
+
+    from tests.conftest import bearer
+
+    client = APIClient()
+    client.credentials(**bearer(user))
+    return client
+
+
+def _running_containers(user) -> int:
+    from django.conf import settings
+
+    labels = [f"vibecode.user_id={user.pk}", f"vibecode.instance={settings.VIBECODE_INSTANCE}"]
+    return len(ENGINE.api.containers(filters={"label": labels, "status": "running"}))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_four_parallel_resumes_never_exceed_max_running_and_the_losers_stay_suspended(alice, sandboxes):
+    from sessions_app.models import Quota
+
+    Quota.objects.create(user=alice, max_running=4)
+    api = _client_of(alice)
+    sessions = [_create(api, f"ws{i}") for i in range(4)]
+    for session in sessions:
+        assert _exec(session, "sh", "-c", f"echo {session.public_id} > /workspace/mine").exit_code == 0
+        assert api.post(f"/api/vibecode/sessions/{session.public_id}/suspend").status_code == 200
+    Quota.objects.filter(user=alice).update(max_running=2)
+
+    clients = [_client_of(alice) for _ in sessions]
+    responses = _in_parallel(
+        [
+            (lambda c=client, s=session: c.post(f"/api/vibecode/sessions/{s.public_id}/resume"))
+            for client, session in zip(clients, sessions, strict=True)
+        ]
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200, 200, 403, 403], [r.content for r in responses]
+    for response in responses:
+        if response.status_code == 403:
+            body = response.json()
+            assert body["code"] == "quota_exceeded" and "max_running" in body["detail"]
+    statuses = sorted(Session.objects.filter(owner=alice).values_list("status", flat=True))
+    assert statuses == ["running", "running", "suspended", "suspended"]
+    assert _running_containers(alice) == 2
+
+    # Nothing was lost: the losers resume once the winners are suspended, with their files.
+    winners = [s for s, r in zip(sessions, responses, strict=True) if r.status_code == 200]
+    losers = [s for s, r in zip(sessions, responses, strict=True) if r.status_code == 403]
+    for session in winners:
+        assert api.post(f"/api/vibecode/sessions/{session.public_id}/suspend").status_code == 200
+    for session in losers:
+        assert api.post(f"/api/vibecode/sessions/{session.public_id}/resume").status_code == 200
+        session.refresh_from_db()
+        assert _exec(session, "cat", "/workspace/mine").stdout == f"{session.public_id}\n".encode()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("max_sessions", "max_running", "limit"), [(5, 2, "max_running"), (2, 5, "max_sessions")]
+)
+def test_four_parallel_creates_never_exceed_the_quota(alice, sandboxes, max_sessions, max_running, limit):
+    from sessions_app.models import Quota
+
+    Quota.objects.create(user=alice, max_sessions=max_sessions, max_running=max_running)
+    clients = [_client_of(alice) for _ in range(4)]
+    responses = _in_parallel(
+        [
+            (lambda c=client, i=i: c.post("/api/vibecode/sessions/create", {"name": f"p{i}"}, format="json"))
+            for i, client in enumerate(clients)
+        ]
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201, 201, 403, 403], [r.content for r in responses]
+    for response in responses:
+        if response.status_code == 403:
+            assert response.json()["code"] == "quota_exceeded" and limit in response.json()["detail"]
+    assert sorted(Session.objects.filter(owner=alice).values_list("status", flat=True)) == ["running"] * 2
+    assert _running_containers(alice) == 2

@@ -419,3 +419,36 @@ def test_build_sandbox_image_turns_a_build_failure_into_a_command_error(monkeypa
 
     with pytest.raises(CommandError, match="could not build other:tag: engine: no Docker engine answers"):
         run("build_sandbox_image", "--image", "other:tag")
+
+
+@pytest.mark.parametrize("container_running", [True, False])
+def test_reconcile_finishes_a_resume_cut_short_and_keeps_the_suspended_container(
+    alice, engine, sandboxes, container_running
+):
+    # The backend died after claiming "resuming" (which counts toward max_running).
+    session = services.session_create(user=alice)
+    exec_sh(session, "echo kept > /workspace/file")
+    session = services.session_suspend(session=session)
+    if container_running:
+        engine.api.start(session.container_id)
+    Session.objects.filter(pk=session.pk).update(
+        status=Session.Status.RESUMING, last_activity_at=timezone.now() - timedelta(hours=1)
+    )
+
+    run("reconcile_sessions")
+
+    session.refresh_from_db()
+    assert session.status == ("running" if container_running else "suspended")
+    assert container_state(engine, session.container_name) == ("running" if container_running else "exited")
+    if not container_running:
+        session = services.session_resume(session=session)
+    assert exec_sh(session, "cat /workspace/file") == b"kept\n"
+
+
+def test_reconcile_leaves_a_session_being_resumed_right_now_alone(alice, engine, sandboxes):
+    session = session_row(alice, status=Session.Status.RESUMING)
+
+    assert run("reconcile_sessions").strip() == "nothing to do"
+
+    session.refresh_from_db()
+    assert session.status == Session.Status.RESUMING

@@ -79,3 +79,30 @@ def test_limits_come_from_the_sessions_snapshot(memory_mb, cpus, pids):
     assert kwargs["mem_limit"] == memory_mb * 1024 * 1024
     assert kwargs["nano_cpus"] == int(cpus * 1e9)
     assert kwargs["pids_limit"] == pids
+
+
+def test_the_spec_carries_the_disk_quota_the_workspace_was_made_with():
+    limits = {"memory_mb": 2048, "cpus": 1.5, "pids": 512}
+    assert specs.sandbox_spec(_session(limits={**limits, "disk_mb": 64})).disk_mb == 64
+    # Made before quotas (no key) or where the runtime could not apply one (null): no quota.
+    assert specs.sandbox_spec(_session(limits=limits)).disk_mb is None
+    assert specs.sandbox_spec(_session(limits={**limits, "disk_mb": None})).disk_mb is None
+
+
+def test_the_workspace_owner_comes_from_the_sandbox_user():
+    assert specs.owner_ids("1000:1000") == (1000, 1000)
+    assert specs.owner_ids("1001") == (1001, 1001)
+    with pytest.raises(ValueError):
+        specs.owner_ids("coder")
+
+
+def test_a_workspace_path_never_leaves_the_workspaces_root():
+    from sessions_app.runtime import btrfs
+
+    assert btrfs.workspace_path(root="/srv/ws", name="vibecode-7-abc-ws") == "/srv/ws/vibecode-7-abc-ws"
+    for bad in ("../etc", "a/b", "", ".hidden", "x" * 300):
+        with pytest.raises(btrfs.WorkspaceDiskFailure):
+            btrfs.workspace_path(root="/srv/ws", name=bad)
+    assert btrfs.is_under("/srv/ws/vibecode-7-abc-ws", "/srv/ws")
+    assert not btrfs.is_under("/srv/ws/a/b", "/srv/ws") and not btrfs.is_under("/srv/wsx/a", "/srv/ws")
+    assert not btrfs.is_under("/srv/ws/a", "")

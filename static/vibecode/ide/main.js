@@ -27,13 +27,36 @@ function setSessionStatus(status) {
   document.body.classList.toggle("session-stopped", status !== "running");
 }
 
+// Disk used of the workspace's quota; a warning from 90 % (saves fail once it is full).
+export const DISK_WARN_SHARE = 0.9;
+
+function showDisk(stats) {
+  const el = $("status-disk");
+  if (stats.disk_limit_bytes == null) {
+    el.textContent = "disk: no quota";
+    el.className = "";
+    el.title = "This workspace was made without a disk quota.";
+    return;
+  }
+  const share = stats.disk_bytes / stats.disk_limit_bytes;
+  const full = share >= DISK_WARN_SHARE;
+  el.textContent = `disk ${formatBytes(stats.disk_bytes)} / ${formatBytes(stats.disk_limit_bytes)}${full ? " · almost full" : ""}`;
+  el.className = full ? "warn disk-warn" : "";
+  el.dataset.share = share.toFixed(3);
+  el.title = full
+    ? `The workspace is ${Math.round(share * 100)}% full. Saves and writes fail once it is full: delete files to free space.`
+    : "Disk used in /workspace, of its quota";
+}
+
 async function pollStats() {
   try {
     const stats = await files.stats();
     $("status-meter").textContent =
       `CPU ${stats.cpu_percent.toFixed(0)}% · ${formatBytes(stats.memory_bytes)} / ${formatBytes(stats.memory_limit_bytes)} · ${stats.pids} procs`;
+    showDisk(stats);
   } catch (error) {
     $("status-meter").textContent = error instanceof ApiError && error.status === 409 ? "not running" : "–";
+    $("status-disk").textContent = "";
   }
 }
 
