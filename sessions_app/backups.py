@@ -84,7 +84,7 @@ def workspace_backup(*, session: Session, output: Path) -> dict[str, Any]:
     after. ``output`` appears only once complete."""
     runtime = get_runtime()
     ref = specs.session_ref(session)
-    spec = specs.volume_helper_spec(volume_name=session.volume_name)
+    spec = specs.volume_helper_spec(volume_name=session.volume_name, session=session)
     output.parent.mkdir(parents=True, exist_ok=True)
     raw = output.with_name(f".{output.name}.tar.partial")
     packed = output.with_name(f".{output.name}.partial")
@@ -154,11 +154,18 @@ def _tar_chunks(archive: BinaryIO) -> Iterator[bytes]:
 
 
 def _restore_volume(
-    *, volume: str, archive: BinaryIO, summary: ArchiveSummary, force: bool, dry_run: bool
+    *,
+    volume: str,
+    session: Session | None,
+    archive: BinaryIO,
+    summary: ArchiveSummary,
+    force: bool,
+    dry_run: bool,
 ) -> str:
-    """Unpack into ``volume`` (refused when it has files, unless ``force``); says what it did."""
+    """Unpack into ``volume`` (refused when it has files, unless ``force``); says what it did.
+    A volume made here gets its ``session``'s labels and disk quota, as its sandbox's would."""
     runtime = get_runtime()
-    spec = specs.volume_helper_spec(volume_name=volume)
+    spec = specs.volume_helper_spec(volume_name=volume, session=session)
     has_files = runtime.volume_has_files(spec)
     if has_files and not force:
         raise WorkspaceNotEmpty(f"The volume {volume} already has files; use --force to replace them.")
@@ -196,7 +203,12 @@ def workspace_restore(
     _refuse_running(session)
     summary = _read_archive(archive)
     return _restore_volume(
-        volume=session.volume_name, archive=archive, summary=summary, force=force, dry_run=dry_run
+        volume=session.volume_name,
+        session=session,
+        archive=archive,
+        summary=summary,
+        force=force,
+        dry_run=dry_run,
     )
 
 
@@ -211,7 +223,14 @@ def workspace_restore_new_session(
     session = session_create(user=user, name=name[:100])
     # Suspended while its files are replaced: nothing in it writes meanwhile.
     session = session_suspend(session=session)
-    _restore_volume(volume=session.volume_name, archive=archive, summary=summary, force=True, dry_run=False)
+    _restore_volume(
+        volume=session.volume_name,
+        session=session,
+        archive=archive,
+        summary=summary,
+        force=True,
+        dry_run=False,
+    )
     session = session_resume(session=session)
     return (
         session,
@@ -336,9 +355,8 @@ def restore_all(*, directory: Path, force: bool = False, dry_run: bool = False) 
     if database["engine"] == "postgresql" and not shutil.which("pg_restore"):
         raise BackupError("pg_restore is not installed (Debian: postgresql-client).")
     volumes = [workspace["volume"] for workspace in manifest["workspaces"]]
-    if Session._meta.db_table in connection.introspection.table_names():  # else: a fresh database
-        for session in Session.objects.filter(volume_name__in=volumes):
-            _refuse_running(session)
+    for session in _sessions_with(volumes):
+        _refuse_running(session)
     summaries = {}
     for workspace in manifest["workspaces"]:
         with (directory / "workspaces" / workspace["file"]).open("rb") as archive:
@@ -352,11 +370,13 @@ def restore_all(*, directory: Path, force: bool = False, dry_run: bool = False) 
     report.actions.append(f"replace the {database['engine']} database with {database['file']}")
     if not dry_run:
         _database_restore(directory / database["file"], engine=database["engine"])
+    sessions = {session.volume_name: session for session in _sessions_with(volumes)}  # restored rows
     for workspace in manifest["workspaces"]:
         with (directory / "workspaces" / workspace["file"]).open("rb") as archive:
             report.actions.append(
                 _restore_volume(
                     volume=workspace["volume"],
+                    session=sessions.get(workspace["volume"]),
                     archive=archive,
                     summary=summaries[workspace["volume"]],
                     force=force,
@@ -368,6 +388,13 @@ def restore_all(*, directory: Path, force: bool = False, dry_run: bool = False) 
     if not dry_run:
         sessions_reconcile()
     return report
+
+
+def _sessions_with(volumes: list[str]) -> list[Session]:
+    """The sessions of these volumes in the database as it is now (none in a fresh database)."""
+    if Session._meta.db_table not in connection.introspection.table_names():
+        return []
+    return list(Session.objects.filter(volume_name__in=volumes))
 
 
 def _database_restore(path: Path, *, engine: str) -> None:

@@ -101,14 +101,19 @@ def session_ref(session: Session) -> SandboxRef:
 # --- backups and restores -----------------------------------------------------------------------
 
 
-def volume_helper_spec(*, volume_name: str) -> VolumeHelperSpec:
+def volume_helper_spec(*, volume_name: str, session: Session | None = None) -> VolumeHelperSpec:
     """The helper that backs up or restores ``volume_name``: the sandbox image and user, labelled
     as this installation's (``vibecode.role=backup``, no session id, so cleanup never takes it
-    for an orphan sandbox, and tests remove it by label)."""
+    for an orphan sandbox, and tests remove it by label). Given the volume's ``session``, a volume
+    the helper has to create gets that session's labels and disk quota, as its sandbox would."""
+    volume_labels = instance_labels()
+    if session is not None:
+        volume_labels = sandbox_labels(user_id=session.owner_id, public_id=session.public_id)
     return VolumeHelperSpec(
         volume_name=volume_name,
         image=settings.VIBECODE_SANDBOX_IMAGE,
         labels={**instance_labels(), "vibecode.role": "backup"},
-        volume_labels=instance_labels(),
+        volume_labels=volume_labels,
         user=settings.VIBECODE_SANDBOX_USER,
+        disk_mb=disk_mb(session) if session is not None else None,
     )

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sessions_app.runtime.base import (
-    ExecResult,
     ProcessStream,
     SandboxInfo,
     SandboxRef,
@@ -150,21 +149,6 @@ class FakeRuntime(SandboxRuntime):
             raise SandboxNotRunning()
         return container
 
-    def exec(
-        self,
-        ref: SandboxRef,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        output_limit: int,
-        cwd: str = "/workspace",
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._call("exec")
-        self._running(ref)
-        return ExecResult(0, b"", b"", 0, False, False, False, None)
-
     def open_tty(
         self,
         ref: SandboxRef,
@@ -178,7 +162,7 @@ class FakeRuntime(SandboxRuntime):
         self._running(ref)
         raise NotImplementedError("the fake runtime runs no processes; terminals are tested on Docker")
 
-    def open_stream(self, ref: SandboxRef, argv: Sequence[str]) -> ProcessStream:
+    def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:
         self._call("open_stream")
         self._running(ref)
         raise NotImplementedError("the fake runtime runs no processes; the helper is tested on Docker")

@@ -74,6 +74,8 @@ class VolumeHelperSpec:
     memory_mb: int = 256
     pids: int = 64
     cpus: float = 0.5
+    # The disk quota a volume the helper has to create gets, as its sandbox's would (None: none).
+    disk_mb: int | None = None
     # Where the volume is mounted: the sandbox's own workdir, so a new volume gets the image's
     # /workspace (owned by the sandbox user) exactly as a sandbox would.
     mount: str = "/workspace"

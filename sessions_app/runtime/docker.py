@@ -639,10 +639,20 @@ class DockerRuntime(SandboxRuntime):
             if not replace:
                 raise VolumeNotEmpty(f"The volume {spec.volume_name} already has files.")
             self._empty_volume(spec)
-        with engine_errors("create the workspace volume"):
-            self.client.api.create_volume(
-                name=spec.volume_name, labels=dict(spec.volume_labels)
-            )  # kept if it exists
+        # Made as a sandbox's volume is (with its disk quota when quotas are on); kept if it exists.
+        self._create_volume(
+            SandboxSpec(
+                name="",
+                volume_name=spec.volume_name,
+                image=spec.image,
+                labels=spec.volume_labels,
+                memory_mb=spec.memory_mb,
+                cpus=spec.cpus,
+                pids=spec.pids,
+                user=spec.user,
+                disk_mb=spec.disk_mb,
+            )
+        )
         with self._volume_helper(spec, writable=True) as container, engine_errors("write the workspace"):
             # The archive's entries start with "./": they land under the mount point.
             if not container.put_archive(spec.mount, iter(stream)):

@@ -129,6 +129,8 @@ def test_everything_restores_onto_a_fresh_database_and_fresh_volumes(alice, tmp_
     assert [(r[0], r[1]) for r in rows] == [(session.public_id, "everything")]
     assert rows[0][2] == "suspended", "the restored session waits to be resumed"
     assert _checksums(session.volume_name) == before
+    labels = ENGINE.volumes.get(session.volume_name).attrs["Labels"]
+    assert labels["vibecode.session_id"] == session.public_id, "made as its sandbox's volume would be"
 
     # A second restore over those files is refused without --force.
     again = subprocess.run(

@@ -65,7 +65,7 @@ def test_a_failed_create_leaves_an_error_row_no_container_and_the_volume(alice, 
     assert "remove" in runtime.calls
 
 
-def test_suspend_and_resume_move_the_state_version_once_each(alice, runtime):
+def test_suspend_and_resume_move_the_state_version_per_claim(alice, runtime):
     session = services.session_create(user=alice)
     version = session.state_version
     session = services.session_suspend(session=session)
@@ -73,8 +73,10 @@ def test_suspend_and_resume_move_the_state_version_once_each(alice, runtime):
     assert runtime.containers[session.container_id].state == "stopped"
     assert services.session_suspend(session=session).state_version == version + 1, "a no-op"
     session = services.session_resume(session=session)
-    assert (session.status, session.state_version) == ("running", version + 2)
+    # Two claims: "resuming" (before the runtime is called), then "running".
+    assert (session.status, session.state_version) == ("running", version + 3)
     assert runtime.containers[session.container_id].state == "running"
+    assert services.session_resume(session=session).state_version == version + 3, "a no-op"
 
 
 def test_a_stale_copy_loses_the_claim_and_the_runtime_is_not_called(alice, runtime):
