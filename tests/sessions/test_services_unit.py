@@ -5,7 +5,9 @@ pin the logic down quickly and make the failure cases easy to provoke."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import tarfile
 from datetime import timedelta
 from typing import Any
 
@@ -278,3 +280,31 @@ def test_a_backup_of_a_stopped_sandbox_needs_no_pause(alice, runtime, tmp_path):
     backups.workspace_backup(session=session, output=tmp_path / "stopped.tar.gz")
     assert runtime.calls[-2:] == ["pause", "export_volume"]
     assert runtime.containers[session.container_id].state == "stopped"
+
+
+def _gzipped_tar(*names: str) -> io.BytesIO:
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+    packed.seek(0)
+    return packed
+
+
+@pytest.mark.parametrize(
+    ("archive", "code"),
+    [
+        (io.BytesIO(b"not a backup at all"), "backup_error"),
+        (_gzipped_tar("./fine.txt", "../../etc/cron.d/evil"), "backup_unsafe_path"),
+        (_gzipped_tar("/etc/passwd"), "backup_unsafe_path"),
+    ],
+)
+def test_a_bad_archive_is_refused_with_a_stable_code_and_nothing_touched(alice, runtime, archive, code):
+    session = services.session_suspend(session=services.session_create(user=alice))
+    runtime.volumes[session.volume_name] = {"main.py": b"precious"}
+    with pytest.raises(backups.BackupError) as refused:
+        backups.workspace_restore(session=session, archive=archive, force=True)
+    assert refused.value.code == code
+    assert runtime.volumes[session.volume_name] == {"main.py": b"precious"}
