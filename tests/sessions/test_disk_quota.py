@@ -6,6 +6,7 @@ and a delete removes the subvolume and its qgroup."""
 from __future__ import annotations
 
 import base64
+import io
 import os
 import subprocess
 import time
@@ -134,6 +135,22 @@ def test_saving_past_the_quota_answers_507_and_keeps_the_old_content(alice_api, 
     # The helper's temporary file is gone too.
     leftovers = _sh(session, "ls -A /workspace | grep -c vibecode || true").stdout.decode().strip()
     assert leftovers == "0"
+
+
+@pytest.mark.django_db
+@pytest.mark.docker
+def test_an_upload_past_the_quota_answers_507_and_leaves_no_partial_file(alice_api, small_quota, sandboxes):
+    session = _create(alice_api)
+    _sh(session, "dd if=/dev/zero of=/workspace/fill bs=1M count=100 2>/dev/null; true")
+    upload = alice_api.post(
+        f"/api/vibecode/sessions/{session.public_id}/files/upload",
+        {"path": "in", "files": [io.BytesIO(b"y" * (4 * MiB))], "relative_paths": ["big.bin"]},
+        format="multipart",
+    )
+    assert upload.status_code == 507, upload.content
+    assert upload.json()["code"] == "no_space"
+    listing = _sh(session, "ls -A /workspace /workspace/in 2>/dev/null").stdout.decode()
+    assert "big.bin" not in listing and "vibecode" not in listing, listing
 
 
 @pytest.mark.django_db
