@@ -178,7 +178,12 @@ def test_delete_removes_the_subvolume_and_its_qgroup(alice_api, small_quota, san
     assert not ENGINE.volumes.list(filters={"name": session.volume_name})
     # The kernel drops a deleted subvolume's qgroup once it has cleaned the subvolume up.
     root = settings.VIBECODE_WORKSPACES_DIR
-    subprocess.run(["btrfs", "subvolume", "sync", root, str(root_id)], check=True, timeout=60)
+    # The cleaner runs after transaction commits, and the qgroup goes once its counters reach
+    # zero at a later one: ask for commits until then (8-30 s here), never a fixed sleep.
+    deadline = time.monotonic() + 150
+    while btrfs.qgroup_exists(root, root_id) and time.monotonic() < deadline:
+        subprocess.run(["btrfs", "filesystem", "sync", root], check=True, timeout=60)
+        time.sleep(0.5)
     assert not btrfs.qgroup_exists(root, root_id)
     # A second delete of the storage is a no-op.
     btrfs.workspace_delete(path=path)
@@ -187,11 +192,12 @@ def test_delete_removes_the_subvolume_and_its_qgroup(alice_api, small_quota, san
 @pytest.mark.django_db
 @pytest.mark.docker
 def test_a_workspace_made_without_a_quota_keeps_working_unlimited(alice_api, settings, sandboxes):
+    with_quotas = settings.VIBECODE_WORKSPACES_DIR
     settings.VIBECODE_WORKSPACES_DIR = ""  # as before quotas existed
     session = _create(alice_api, "old")
     assert alice_api.get(f"/api/vibecode/sessions/{session.public_id}").json()["disk_mb"] is None
     _sh(session, "echo kept > /workspace/file")
-    settings.VIBECODE_WORKSPACES_DIR = os.path.join(settings.VAR_DIR, "workspaces")
+    settings.VIBECODE_WORKSPACES_DIR = with_quotas
     assert _subvolume(session) == ""
 
     assert alice_api.post(f"/api/vibecode/sessions/{session.public_id}/suspend").status_code == 200
