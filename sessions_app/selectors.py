@@ -50,11 +50,10 @@ def quota_for(*, user_id: int) -> EffectiveQuota:
 def sessions_active_count(*, user_id: int, excluding: int | None = None) -> int:
     """The user's sessions that count toward ``max_running``: running, or claimed to be (creating,
     resuming). Exact only while the caller holds the owner's lock (see services)."""
-    return (
-        Session.objects.filter(owner_id=user_id, status__in=Session.ACTIVE_STATUSES)
-        .exclude(pk=excluding)
-        .count()
-    )
+    active = Session.objects.filter(owner_id=user_id, status__in=Session.ACTIVE_STATUSES)
+    if excluding is not None:
+        active = active.exclude(pk=excluding)
+    return active.count()
 
 
 def session_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Session]:

@@ -183,3 +183,15 @@ def test_it_lists_quotas_with_their_overrides(staff_client, alice):
     text = changelist.content.decode()
     assert "alice" in text and "512" in text
     assert [(q.user.username, q.max_sessions) for q in changelist.context["cl"].result_list] == [("alice", 3)]
+
+
+def test_staff_set_a_users_disk_quota_and_refuse_one_too_small(staff_client, alice):
+    form = {"user": str(alice.pk), "disk_mb": "64"}
+    response = staff_client.post(f"{QUOTAS}add/", form)
+    assert response.status_code == 302, response.content
+    assert Quota.objects.get(user=alice).disk_mb == 64
+    quota = Quota.objects.get(user=alice)
+    too_small = staff_client.post(f"{QUOTAS}{quota.pk}/change/", {"user": str(alice.pk), "disk_mb": "8"})
+    assert too_small.status_code == 200  # the form again, with the constraint's error
+    assert "quota_disk_min" in too_small.content.decode()
+    assert Quota.objects.get(user=alice).disk_mb == 64

@@ -6,6 +6,7 @@ and a delete removes the subvolume and its qgroup."""
 from __future__ import annotations
 
 import base64
+import io
 import os
 import subprocess
 import time
@@ -138,6 +139,22 @@ def test_saving_past_the_quota_answers_507_and_keeps_the_old_content(alice_api, 
 
 @pytest.mark.django_db
 @pytest.mark.docker
+def test_an_upload_past_the_quota_answers_507_and_leaves_no_partial_file(alice_api, small_quota, sandboxes):
+    session = _create(alice_api)
+    _sh(session, "dd if=/dev/zero of=/workspace/fill bs=1M count=100 2>/dev/null; true")
+    upload = alice_api.post(
+        f"/api/vibecode/sessions/{session.public_id}/files/upload",
+        {"path": "in", "files": [io.BytesIO(b"y" * (4 * MiB))], "relative_paths": ["big.bin"]},
+        format="multipart",
+    )
+    assert upload.status_code == 507, upload.content
+    assert upload.json()["code"] == "no_space"
+    listing = _sh(session, "ls -A /workspace /workspace/in 2>/dev/null").stdout.decode()
+    assert "big.bin" not in listing and "vibecode" not in listing, listing
+
+
+@pytest.mark.django_db
+@pytest.mark.docker
 def test_stats_report_the_disk_used_and_the_quota(alice_api, small_quota, sandboxes):
     session = _create(alice_api)
     _sh(session, "head -c 20000000 /dev/urandom > /workspace/data && sync -f /workspace/data")
@@ -161,7 +178,12 @@ def test_delete_removes_the_subvolume_and_its_qgroup(alice_api, small_quota, san
     assert not ENGINE.volumes.list(filters={"name": session.volume_name})
     # The kernel drops a deleted subvolume's qgroup once it has cleaned the subvolume up.
     root = settings.VIBECODE_WORKSPACES_DIR
-    subprocess.run(["btrfs", "subvolume", "sync", root, str(root_id)], check=True, timeout=60)
+    # The cleaner runs after transaction commits, and the qgroup goes once its counters reach
+    # zero at a later one: ask for commits until then (8-30 s here), never a fixed sleep.
+    deadline = time.monotonic() + 150
+    while btrfs.qgroup_exists(root, root_id) and time.monotonic() < deadline:
+        subprocess.run(["btrfs", "filesystem", "sync", root], check=True, timeout=60)
+        time.sleep(0.5)
     assert not btrfs.qgroup_exists(root, root_id)
     # A second delete of the storage is a no-op.
     btrfs.workspace_delete(path=path)
@@ -170,11 +192,12 @@ def test_delete_removes_the_subvolume_and_its_qgroup(alice_api, small_quota, san
 @pytest.mark.django_db
 @pytest.mark.docker
 def test_a_workspace_made_without_a_quota_keeps_working_unlimited(alice_api, settings, sandboxes):
+    with_quotas = settings.VIBECODE_WORKSPACES_DIR
     settings.VIBECODE_WORKSPACES_DIR = ""  # as before quotas existed
     session = _create(alice_api, "old")
     assert alice_api.get(f"/api/vibecode/sessions/{session.public_id}").json()["disk_mb"] is None
     _sh(session, "echo kept > /workspace/file")
-    settings.VIBECODE_WORKSPACES_DIR = os.path.join(settings.VAR_DIR, "workspaces")
+    settings.VIBECODE_WORKSPACES_DIR = with_quotas
     assert _subvolume(session) == ""
 
     assert alice_api.post(f"/api/vibecode/sessions/{session.public_id}/suspend").status_code == 200
