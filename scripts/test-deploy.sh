@@ -8,7 +8,8 @@
 #   DEPLOY_PORT       loopback port for nginx (default 9000)
 #   DEPLOY_PROJECT    compose project name (default vibecode-deploytest)
 #   DEPLOY_INSTANCE   vibecode.instance of the sandboxes it makes (default deploytest)
-#   DEPLOY_SUBNET     the stack's network (default 172.30.91.0/24)
+#   DEPLOY_SUBNET     the stack's front network (default 172.30.91.0/24)
+#   DEPLOY_DATA_SUBNET   its data network (default 172.30.92.0/24)
 # Extra arguments go to pytest, e.g. `scripts/test-deploy.sh -x -k upload`.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -18,6 +19,7 @@ export DEPLOY_PORT="${DEPLOY_PORT:-9000}"
 export DEPLOY_PROJECT="${DEPLOY_PROJECT:-vibecode-deploytest}"
 export DEPLOY_INSTANCE="${DEPLOY_INSTANCE:-deploytest}"
 export DEPLOY_SUBNET="${DEPLOY_SUBNET:-172.30.91.0/24}"
+export DEPLOY_DATA_SUBNET="${DEPLOY_DATA_SUBNET:-172.30.92.0/24}"
 export DEPLOY_ARTIFACTS="$VAR_DIR/deploy-test"
 started=$(date +%s)
 

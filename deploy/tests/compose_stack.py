@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import subprocess
 import time
@@ -196,17 +195,29 @@ def remove_by_labels(project: str, instance: str) -> None:
         docker("network", "rm", *networks, check=False)
 
 
-def compose_env(*, project: str, instance: str, port: int, subnet: str) -> dict[str, str]:
+SECRETS = ("DJANGO_SECRET_KEY", "JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "DOCKER_GID")
+
+
+def generated_secrets(env_file: Path) -> dict[str, str]:
+    """The secrets deploy/make-env.sh writes into a new .env, as an operator would get them."""
+    script = REPO_ROOT / "deploy" / "make-env.sh"
+    subprocess.run([str(script), str(env_file)], check=True, capture_output=True, timeout=60)
+    values = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if line and not line.startswith("#")
+    )
+    assert all(values.get(key) for key in SECRETS), f"make-env.sh left one of {SECRETS} empty"
+    return {key: values[key] for key in SECRETS}
+
+
+def compose_env(
+    *, project: str, instance: str, port: int, subnet: str, data_subnet: str, env_file: Path
+) -> dict[str, str]:
     prefix = subnet.rsplit(".", 1)[0]
-    sock_gid = str(os.stat("/var/run/docker.sock").st_gid)
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "DOCKER_HOST") if key in os.environ}
+    env.update(generated_secrets(env_file))
     env.update(
         {
             "COMPOSE_PROJECT_NAME": project,
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "JWT_SECRET": secrets.token_hex(32),
-            "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-            "DOCKER_GID": sock_gid,
             # No fixed container names: this project must never collide with a real
             # installation's `backend` and `pgsql-db`, and the backend is scaled.
             "VIBECODE_BACKEND_CONTAINER": "",
@@ -216,6 +227,7 @@ def compose_env(*, project: str, instance: str, port: int, subnet: str) -> dict[
             "VIBECODE_HTTP_PORT": str(port),
             "VIBECODE_SUBNET": subnet,
             "VIBECODE_NGINX_IP": f"{prefix}.10",
+            "VIBECODE_DATA_SUBNET": data_subnet,
             # The tests make more requests a minute than a person would.
             "VIBECODE_RATE_API": "3000/m",
             "VIBECODE_RATE_EXEC": "300/m",

@@ -12,7 +12,8 @@ Environment (scripts/test-deploy.sh sets them; the defaults suit a manual run):
     DEPLOY_PROJECT     compose project name (vibecode-deploytest)
     DEPLOY_INSTANCE    the sandboxes' vibecode.instance label (deploytest)
     DEPLOY_PORT        loopback port nginx is published on (9000)
-    DEPLOY_SUBNET      the stack's network (172.30.91.0/24); nginx takes its .10
+    DEPLOY_SUBNET      the stack's front network (172.30.91.0/24); nginx takes its .10
+    DEPLOY_DATA_SUBNET the stack's data network (172.30.92.0/24)
     DEPLOY_ARTIFACTS   where container logs are saved (var/deploy-test)
 """
 
@@ -38,9 +39,10 @@ def stack() -> Iterator[Stack]:
     instance = _env("DEPLOY_INSTANCE", "deploytest")
     port = int(_env("DEPLOY_PORT", "9000"))
     subnet = _env("DEPLOY_SUBNET", "172.30.91.0/24")
+    data_subnet = _env("DEPLOY_DATA_SUBNET", "172.30.92.0/24")
     artifacts = Path(_env("DEPLOY_ARTIFACTS", str(REPO_ROOT / "var" / "deploy-test")))
     artifacts.mkdir(parents=True, exist_ok=True)
-    for old in artifacts.glob("*.log"):
+    for old in [*artifacts.glob("*.log"), *artifacts.glob("*.env")]:
         old.unlink()
     # Everything of this project and instance is removed, before and after: never a real one.
     if not (re.fullmatch(r"[a-z0-9][a-z0-9_-]*deploytest[a-z0-9_-]*", project) and "deploytest" in instance):
@@ -55,8 +57,17 @@ def stack() -> Iterator[Stack]:
         port=port,
         subnet=subnet,
         artifacts=artifacts,
-        env=compose_env(project=project, instance=instance, port=port, subnet=subnet),
+        env=compose_env(
+            project=project,
+            instance=instance,
+            port=port,
+            subnet=subnet,
+            data_subnet=data_subnet,
+            env_file=artifacts / "generated.env",
+        ),
     )
+    # The stack's passwords must never reach a log either.
+    stack.credentials.update([stack.env["REDIS_PASSWORD"], stack.env["POSTGRES_PASSWORD"]])
     remove_by_labels(project, instance)  # whatever an interrupted run left behind
     try:
         yield stack

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from compose_stack import Stack, docker, wait_until
+from compose_stack import TEST_PASSWORD, TEST_USER, Stack, docker, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
@@ -182,6 +183,92 @@ def test_login(up: Stack, state: State) -> None:
     assert me.status_code == 200 and me.json()["username"] == "testuser"
 
 
+SLOW_CONNECTIONS = 200
+SLOW_SECONDS = 30
+# "Within a few seconds": a login hashes its password (PBKDF2), on 2 CPUs that others share.
+ANSWER_SECONDS = 8
+
+
+def test_a_slowloris_client_does_not_stop_a_normal_user(up: Stack) -> None:
+    """200 connections from loopback that send their headers a byte at a time, for 30 s.
+
+    nginx drops each after client_header_timeout (10 s) and the attacker opens another; all
+    the while a normal user's health checks and logins answer, each within ANSWER_SECONDS.
+    """
+    stop = threading.Event()
+    report: dict[str, Any] = {"peak": 0, "closed_by_server": [], "errors": []}
+
+    def attacker() -> None:
+        open_: list[tuple[socket.socket, float]] = []
+        try:
+            while not stop.is_set():
+                while len(open_) < SLOW_CONNECTIONS and not stop.is_set():
+                    sock = socket.create_connection(("127.0.0.1", up.port), timeout=5)
+                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                    open_.append((sock, time.monotonic()))
+                report["peak"] = max(report["peak"], len(open_))
+                for entry in list(open_):
+                    sock, since = entry
+                    try:
+                        if sock.recv(1024, socket.MSG_DONTWAIT) == b"":
+                            raise ConnectionResetError("closed")
+                        raise ConnectionResetError("answered")  # a 408, or anything: done
+                    except BlockingIOError:
+                        pass  # still open, waiting for the rest of the header
+                    except OSError:
+                        report["closed_by_server"].append(time.monotonic() - since)
+                        open_.remove(entry)
+                        sock.close()
+                        continue
+                    try:
+                        sock.send(b"a")
+                    except OSError:
+                        report["closed_by_server"].append(time.monotonic() - since)
+                        open_.remove(entry)
+                        sock.close()
+                stop.wait(1.0)
+        except Exception as exc:  # reported by the test below, never swallowed
+            report["errors"].append(repr(exc))
+        finally:
+            for sock, _ in open_:
+                sock.close()
+
+    thread = threading.Thread(target=attacker, daemon=True)
+    thread.start()
+    answers: list[tuple[str, int, float]] = []
+    try:
+        wait_until(lambda: report["peak"] >= SLOW_CONNECTIONS, timeout=20, what="the slow connections")
+        deadline = time.monotonic() + SLOW_SECONDS
+        with up.http(timeout=10) as client:
+            while time.monotonic() < deadline:
+                for name, call in (
+                    ("health", lambda: client.get("/health")),
+                    (
+                        "login",
+                        lambda: client.post(
+                            "/api/auth/login", json={"username": TEST_USER, "password": TEST_PASSWORD}
+                        ),
+                    ),
+                ):
+                    started = time.monotonic()
+                    response = call()
+                    answers.append((name, response.status_code, time.monotonic() - started))
+                    if name == "login" and response.status_code == 200:
+                        up.credentials.update(response.json().values())
+                time.sleep(1.5)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    (up.artifacts / "slowloris.json").write_text(json.dumps({**report, "answers": answers}, indent=1))
+    assert not report["errors"], report["errors"]
+    assert report["peak"] >= SLOW_CONNECTIONS
+    # nginx gave up on the slow headers (client_header_timeout), not the attacker.
+    assert report["closed_by_server"] and min(report["closed_by_server"]) < 20, report["closed_by_server"]
+    assert len(answers) >= 10, answers
+    slow_or_failed = [a for a in answers if a[1] != 200 or a[2] > ANSWER_SECONDS]
+    assert not slow_or_failed, f"{slow_or_failed} of {answers}"
+
+
 def test_session_is_a_sibling_container_on_the_host_engine(up: Stack, state: State) -> None:
     with api(up, state) as client:
         response = client.post("/api/vibecode/sessions/create", json={"name": "deploy-a"})
@@ -194,6 +281,55 @@ def test_session_is_a_sibling_container_on_the_host_engine(up: Stack, state: Sta
     assert info["Config"]["Labels"]["vibecode.instance"] == up.instance
     assert info["HostConfig"]["NetworkMode"] == "none"
     assert "com.docker.compose.project" not in info["Config"]["Labels"]
+
+
+def _ip_on(container: str, network_suffix: str) -> str:
+    networks = json.loads(docker("inspect", container).stdout)[0]["NetworkSettings"]["Networks"]
+    (address,) = [n["IPAddress"] for name, n in networks.items() if name.endswith(network_suffix)]
+    return str(address)
+
+
+def _tcp_from(container: str, host: str, port: int) -> bool:
+    """Whether `container` opens a TCP connection to host:port within 5 s (bash's /dev/tcp)."""
+    probe = f"exec 3<>/dev/tcp/{host}/{port}"
+    return docker("exec", container, "timeout", "5", "bash", "-c", probe, check=False).returncode == 0
+
+
+def test_nginx_cannot_reach_redis_or_postgresql(up: Stack) -> None:
+    nginx = up.containers("nginx")[0]
+    redis_ip = _ip_on(up.containers("redis")[0], "_data")
+    pgsql_ip = _ip_on(up.containers("pgsql")[0], "_data")
+    assert _tcp_from(nginx, "backend", 8000), "the probe itself works: nginx reaches a backend"
+    for host, port in ((redis_ip, 6379), ("redis", 6379), (pgsql_ip, 5432), ("pgsql", 5432)):
+        assert not _tcp_from(nginx, host, port), f"nginx reached {host}:{port}"
+
+
+def test_redis_refuses_clients_without_the_password(up: Stack) -> None:
+    backend = up.containers("backend")[0]
+    ping = "import os, redis; print('PING', redis.Redis.from_url(os.environ[{}]).ping())"
+    anonymous = docker(
+        "exec", "-e", "ANON=redis://redis:6379/0", backend, "python", "-c", ping.format("'ANON'"), check=False
+    )
+    assert anonymous.returncode != 0 and "PING" not in anonymous.stdout, anonymous
+    assert re.search(r"NOAUTH|Authentication required|AuthenticationError", anonymous.stderr), anonymous
+    with_password = docker("exec", backend, "python", "-c", ping.format("'REDIS_URL'"))
+    assert "PING True" in with_password.stdout
+    redis_container = up.containers("redis")[0]
+    assert "NOAUTH" in docker("exec", redis_container, "redis-cli", "ping").stdout
+
+
+def test_a_sandbox_cannot_reach_redis(up: Stack, state: State) -> None:
+    redis_ip = _ip_on(up.containers("redis")[0], "_data")
+    connect_ = f"import socket; socket.create_connection(('{redis_ip}', 6379), 3); print('CONNECTED')"
+    with api(up, state) as client:
+        response = client.post(
+            f"/api/vibecode/sessions/{state.session_a}/exec",
+            json={"argv": ["python3", "-c", connect_], "timeout": 30},
+        )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["exit_code"] != 0 and "CONNECTED" not in result["stdout"], result
+    assert "unreachable" in result["stderr"], result
 
 
 def test_file_save_and_run(up: Stack, state: State) -> None:
