@@ -111,6 +111,7 @@ class HelperError(DomainError):
 
 
 class HelperGone(RuntimeFailure):
+    status_code = 503  # passing: a new helper replaces it on the next call
     code = "helper_unavailable"
     default_detail = "The session's helper process stopped. Try again; it restarts by itself."
 
