@@ -50,7 +50,8 @@ logger = logging.getLogger(__name__)
 # The image's interpreter by absolute path (never whatever ``python3`` the user put first on
 # PATH), isolated (-I: no PYTHON* variables, user site, .pth of the user's, or cwd on sys.path),
 # started in / (see ``HELPER_WORKDIR``).
-HELPER_ARGV = ["/usr/bin/python3", "-I", "-u", "-c", AGENT_SOURCE]
+# The trailing "serve" is only a name for the process (tools and tests look for it).
+HELPER_ARGV = ["/usr/bin/python3", "-I", "-u", "-c", AGENT_SOURCE, "serve"]
 HELPER_WORKDIR = "/"
 # Results (a listing, an exec's capped output in base64) stay well under this.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
