@@ -536,3 +536,6 @@ class HelperPool:
     def _prune(self) -> None:
         for key in [key for key, helper in self._helpers.items() if not helper.alive]:
             del self._helpers[key]
+        with self._guard:
+            for key in [k for k, slots in self._slots.items() if k not in self._helpers and not slots.used]:
+                del self._slots[key]
