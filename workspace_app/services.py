@@ -23,7 +23,7 @@ from sessions_app.models import Session, SessionEvent
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult
 from sessions_app.runtime.errors import SandboxNotRunning
-from sessions_app.runtime.helper import HelperClient, HelperError
+from sessions_app.runtime.helper import HelperClient, HelperError, HelperGone
 from sessions_app.services import session_touch
 from sessions_app.specs import session_ref
 from workspace_app.paths import PathInvalid, PathOutsideWorkspace, clean_path
@@ -68,18 +68,28 @@ def _agent(session: Session) -> HelperClient:
     return get_runtime().helper(session_ref(session))
 
 
+def _look(session: Session, op: str, args: dict[str, Any]) -> Any:
+    """A call that changes nothing (list, read, stat, search), tried once more on a fresh
+    helper when the first one was found dead: the user sees no error from a helper the
+    tenant killed or stopped, only a few seconds' delay."""
+    try:
+        return _agent(session).call(op, args)
+    except HelperGone:
+        return _agent(session).call(op, args)
+
+
 # --- files ------------------------------------------------------------------------------------
 
 
 def workspace_list(*, session: Session, path: str) -> dict[str, Any]:
-    return _agent(session).call("list", {"path": _path(session, path)}).result
+    return _look(session, "list", {"path": _path(session, path)}).result
 
 
 def workspace_read(*, session: Session, path: str) -> dict[str, Any]:
     """``{path, content, encoding, size, mtime, etag}``; text as UTF-8, anything else base64."""
     clean = _path(session, path, allow_root=False)
     try:
-        reply = _agent(session).call("read", {"path": clean, "max_bytes": settings.VIBECODE_MAX_EDIT_BYTES})
+        reply = _look(session, "read", {"path": clean, "max_bytes": settings.VIBECODE_MAX_EDIT_BYTES})
     except DomainError as exc:
         if exc.code == "file_too_large":
             exc.detail = (
@@ -206,7 +216,7 @@ def workspace_download(*, session: Session, path: str) -> Download:
     zipping): 413 ``download_too_large``, checked before any byte is sent."""
     clean = _path(session, path)
     limit = max_download_bytes()
-    info = _agent(session).call("stat", {"path": clean}).result
+    info = _look(session, "stat", {"path": clean}).result
     is_dir = info["type"] == "directory"
     if not is_dir and int(info.get("size") or 0) > limit:
         raise DownloadTooLarge(
@@ -249,7 +259,7 @@ def workspace_search(*, session: Session, query: str, path: str = "") -> dict[st
     if not query or len(query) > 200:
         raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
     args = {"path": _path(session, path), "q": query, "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES}
-    return _agent(session).call("search", args).result
+    return _look(session, "search", args).result
 
 
 # --- execution --------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ logger = logging.getLogger(__name__)
 # The image's interpreter by absolute path (never whatever ``python3`` the user put first on
 # PATH), isolated (-I: no PYTHON* variables, user site, .pth of the user's, or cwd on sys.path),
 # started in / (see ``HELPER_WORKDIR``).
-HELPER_ARGV = ["/usr/bin/python3", "-I", "-u", "-c", AGENT_SOURCE]
+# The trailing "serve" is only a name for the process (tools and tests look for it).
+HELPER_ARGV = ["/usr/bin/python3", "-I", "-u", "-c", AGENT_SOURCE, "serve"]
 HELPER_WORKDIR = "/"
 # Results (a listing, an exec's capped output in base64) stay well under this.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -111,6 +112,7 @@ class HelperError(DomainError):
 
 
 class HelperGone(RuntimeFailure):
+    status_code = 503  # passing: a new helper replaces it on the next call
     code = "helper_unavailable"
     default_detail = "The session's helper process stopped. Try again; it restarts by itself."
 
@@ -534,3 +536,6 @@ class HelperPool:
     def _prune(self) -> None:
         for key in [key for key, helper in self._helpers.items() if not helper.alive]:
             del self._helpers[key]
+        with self._guard:
+            for key in [k for k, slots in self._slots.items() if k not in self._helpers and not slots.used]:
+                del self._slots[key]
