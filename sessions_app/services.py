@@ -40,6 +40,7 @@ from sessions_app.models import Session, SessionEvent, new_public_id
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult, SandboxRef, SandboxState, SandboxStats
 from sessions_app.selectors import quota_for, sessions_idle
+from sessions_app.signals import session_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -311,12 +312,12 @@ def session_stats(*, session: Session) -> SandboxStats:
 
 
 def _notify_terminals(session: Session, status: str) -> None:
-    """Tell the session's open terminals (on any daphne process) that it stopped."""
-    try:
-        from terminal_app.notify import terminals_notify_stopped
-    except ImportError:  # the terminal app has no consumers yet
-        return
-    terminals_notify_stopped(session_public_id=session.public_id, status=status)
+    """Tell whoever listens (the terminals, on any daphne process) that the session stops."""
+    for receiver, result in session_stopping.send_robust(
+        sender=Session, session_public_id=session.public_id, status=status
+    ):
+        if isinstance(result, Exception):
+            logger.warning("session %s: %r failed: %r", session.public_id, receiver, result)
 
 
 # --- Operations: cleanup and reconciliation ----------------------------------------------------

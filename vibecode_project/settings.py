@@ -287,6 +287,15 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = VIBECODE_MAX_EDIT_BYTES * 2 + 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000
 
+# --- Terminals ---------------------------------------------------------------------------------
+
+# Open terminal WebSockets per user, across replicas (counted in Redis).
+VIBECODE_MAX_TERMINALS_PER_USER = env_int("VIBECODE_MAX_TERMINALS_PER_USER", 16, minimum=1)
+# Terminal handshakes per user and per client IP: a brake on bursts, well above an IDE that opens
+# a dozen terminals and reconnects them after a dropped network.
+VIBECODE_RATE_TERMINAL_USER = env_rate("VIBECODE_RATE_TERMINAL_USER", "120/m")
+VIBECODE_RATE_TERMINAL_IP = env_rate("VIBECODE_RATE_TERMINAL_IP", "240/m")
+
 # --- AI assistant ------------------------------------------------------------------------------
 
 # Which model provider answers: "auto" takes the first configured of Ollama, OpenAI-compatible and
