@@ -95,7 +95,7 @@ def _redis(key: str) -> Any | None:
     """The raw redis-py client behind the cache, or None when the cache is not Redis."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        return backend._cache.get_client(key, write=True)
+        return backend._cache.get_client(key, write=True)  # type: ignore[attr-defined]
     return None
 
 
