@@ -37,8 +37,9 @@ from sessions_app.errors import (
 )
 from sessions_app.models import Session, SessionEvent, new_public_id
 from sessions_app.runtime import get_runtime
-from sessions_app.runtime.base import ExecResult, SandboxStats, Tty
+from sessions_app.runtime.base import ExecResult, SandboxStats
 from sessions_app.selectors import EffectiveQuota, quota_for, sessions_active_count
+from sessions_app.signals import session_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -300,13 +301,6 @@ def session_keepalive(*, session: Session) -> Session:
     return session
 
 
-def session_open_tty(*, session: Session, argv: list[str], cols: int, rows: int) -> Tty:
-    """Start ``argv`` on a new TTY in the session's sandbox (the terminal). Blocking: async
-    callers run it in a worker thread. Raises ``SandboxNotRunning``."""
-    _require_running(session)
-    return get_runtime().open_tty(specs.session_ref(session), argv, cols=cols, rows=rows)
-
-
 def _require_running(session: Session) -> None:
     if session.status != Session.Status.RUNNING:
         raise SandboxNotRunning(f"The session is {session.status}. Resume it first.")
@@ -336,9 +330,9 @@ def session_stats(*, session: Session) -> SandboxStats:
 
 
 def _notify_terminals(session: Session, status: str) -> None:
-    """Tell the session's open terminals (on any daphne process) that it stopped."""
-    try:
-        from terminal_app.notify import terminals_notify_stopped
-    except ImportError:  # the terminal app has no consumers yet
-        return
-    terminals_notify_stopped(session_public_id=session.public_id, status=status)
+    """Tell whoever listens (the terminals, on any daphne process) that the session stops."""
+    for receiver, result in session_stopping.send_robust(
+        sender=Session, session_public_id=session.public_id, status=status
+    ):
+        if isinstance(result, Exception):
+            logger.warning("session %s: %r failed: %r", session.public_id, receiver, result)

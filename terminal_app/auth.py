@@ -14,9 +14,11 @@ from terminal_app.tickets import ticket_redeem
 
 
 def terminal_user(
-    *, scope_user: Any, token: str, ticket: str, session_public_id: str
+    *, scope_user: Any, token: str, ticket: str, session_public_id: str, cookie_allowed: bool = True
 ) -> AbstractBaseUser | None:
-    """Blocking (cache and database): call through ``database_sync_to_async``."""
+    """The user a handshake's credential names, or None. The session cookie (``scope_user``)
+    counts only when ``cookie_allowed`` (the handshake had an Origin, checked already).
+    Blocking (cache and database): call through ``database_sync_to_async``."""
     user_id: int | None = None
     if ticket:
         user_id = ticket_redeem(ticket=ticket, session_public_id=session_public_id)
@@ -27,7 +29,7 @@ def terminal_user(
             user_id = int(AccessToken(token)["user_id"])
         except (TokenError, KeyError, ValueError):
             return None
-    elif scope_user is not None and scope_user.is_authenticated:
+    elif cookie_allowed and scope_user is not None and scope_user.is_authenticated:
         return scope_user
     if user_id is None:
         return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,26 +22,33 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core_app.errors import DomainError
-from core_app.metrics import OPEN_TERMINALS
 from sessions_app import selectors, services
 from sessions_app.errors import SessionNotFound
 from sessions_app.models import Session
-from sessions_app.runtime.base import Tty
+from terminal_app import limits
 from terminal_app import services as terminals
 from terminal_app.auth import terminal_user
 from terminal_app.notify import terminal_group
-from terminal_app.security import ws_refusal_record
+from terminal_app.security import origin_present, ws_refusal_record
+from terminal_app.transport import SCOPE_KEY as WRITE_BUFFER
 
 logger = logging.getLogger(__name__)
 
 FRAME_MAX = 64 * 1024
 # Output the client has not acknowledged yet; past this the pump stops reading the exec socket.
 WINDOW_BYTES = 1024 * 1024
+# Output daphne holds for a client that does not read (its TCP window is full); past this the
+# pump stops reading the exec socket too, whatever the client acknowledges.
+WRITE_BUFFER_BYTES = 256 * 1024
+WRITE_BUFFER_POLL_SECONDS = 0.02
 ACTIVITY_EVERY_SECONDS = 30.0
 
 CLOSE_NORMAL = 1000
+CLOSE_TOO_MANY_TERMINALS = 4403
 CLOSE_NOT_RUNNING = 4409
 CLOSE_SESSION_STOPPED = 4410
+CLOSE_FRAME_TOO_BIG = 4413
+CLOSE_RATE_LIMITED = 4429
 CLOSE_ERROR = 4500
 
 
@@ -63,10 +69,29 @@ def _int(raw: Any) -> int | None:
         return None
 
 
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "replace")
+
+
+def _frame_too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
+    if bytes_data is not None:
+        return len(bytes_data) > FRAME_MAX
+    # A character is 1 to 4 bytes in UTF-8: encode only when the count alone does not decide.
+    text = text_data or ""
+    if len(text) > FRAME_MAX:
+        return True
+    return len(text) * 4 > FRAME_MAX and len(text.encode("utf-8", "surrogatepass")) > FRAME_MAX
+
+
 class TerminalConsumer(AsyncWebsocketConsumer):
-    tty: Tty | None = None
+    terminal: terminals.OpenTerminal | None = None
     pump: asyncio.Task[None] | None = None
+    heartbeat: asyncio.Task[None] | None = None
     group: str | None = None
+    accepted = False
 
     # --- connect ------------------------------------------------------------------------------
 
@@ -74,14 +99,23 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         params = {key: values[0] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
         self.terminal_id = params.get("terminal_id", "main")
         public_id = params.get("session_id", "")
+        if await sync_to_async(limits.handshake_ip_limited, thread_sensitive=False)(scope=self.scope):
+            await self._rate_limited()
+            return
         user = await database_sync_to_async(terminal_user)(
             scope_user=self.scope.get("user"),
             token=params.get("token", ""),
             ticket=params.get("ticket", ""),
             session_public_id=public_id,
+            # Without an Origin header a browser's cookie cannot be told from a forged request,
+            # so only an explicit credential (a JWT or a ticket) is taken then.
+            cookie_allowed=origin_present(self.scope),
         )
         if user is None or not terminals.TERMINAL_ID.match(self.terminal_id):
             await self._refuse("no valid credential" if user is None else "bad terminal id", public_id)
+            return
+        if await sync_to_async(limits.handshake_user_limited, thread_sensitive=False)(user_id=user.pk):
+            await self._rate_limited()
             return
         try:
             self.session: Session = await database_sync_to_async(selectors.session_get)(
@@ -100,28 +134,46 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.group = terminal_group(self.session.public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         cols, rows = _clamp(params.get("cols"), 2, 1000, 80), _clamp(params.get("rows"), 2, 500, 24)
-        self.client_id = secrets.token_hex(8)
         try:
-            self.tty = await sync_to_async(services.session_open_tty, thread_sensitive=False)(
-                session=self.session,
-                argv=terminals.tmux_attach_argv(
-                    self.terminal_id, cols=cols, rows=rows, client_id=self.client_id
-                ),
-                cols=cols,
-                rows=rows,
+            self.terminal = await sync_to_async(terminals.terminal_open, thread_sensitive=False)(
+                session=self.session, user_id=user.pk, terminal_id=self.terminal_id, cols=cols, rows=rows
             )
         except DomainError as exc:
-            await self.send(text_data=json.dumps({"type": "error", "code": exc.code, "message": exc.detail}))
-            await self.close(code=CLOSE_ERROR)
+            code = CLOSE_TOO_MANY_TERMINALS if isinstance(exc, terminals.TooManyTerminals) else CLOSE_ERROR
+            await self._close_with(exc.code, exc.detail, code)
             return
-        OPEN_TERMINALS.inc()
-        self.tty.sock.setblocking(False)
+        self.sock = self.terminal.tty.sock
+        self.sock.setblocking(False)
         self.sent = self.acked = 0
         self.window_open = asyncio.Event()
         self.window_open.set()
         self.last_activity = 0.0
         self.pump = asyncio.create_task(self._pump())
+        self.heartbeat = asyncio.create_task(self._heartbeat())
         await self._status("connected", f"Attached to terminal {self.terminal_id}.")
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol, headers)
+        self.accepted = True
+
+    async def _rate_limited(self) -> None:
+        message = "Too many terminal connections; retry shortly."
+        await self._close_with("rate_limited", message, CLOSE_RATE_LIMITED)
+
+    async def _close_with(self, code: str, message: str, close_code: int) -> None:
+        """Accept if not yet (so the client can read why), send an ``error`` message, close with
+        ``close_code``."""
+        if not self.accepted:
+            await self.accept()
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message}))
+        await self.close(code=close_code)
+
+    async def _heartbeat(self) -> None:
+        while self.terminal is not None:
+            await asyncio.sleep(limits.SLOT_HEARTBEAT_SECONDS)
+            if self.terminal is not None:
+                beat = sync_to_async(terminals.terminal_heartbeat, thread_sensitive=False)
+                await beat(terminal=self.terminal)
 
     async def _refuse(self, reason: str, public_id: str) -> None:
         # Closing before accept refuses the handshake (HTTP 403); the reason stays in the log.
@@ -135,9 +187,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     # --- output -------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        assert self.tty is not None
-        sock = self.tty.sock
+        sock = self.sock
         loop = asyncio.get_running_loop()
+        write_buffer = self.scope.get(WRITE_BUFFER)  # daphne's buffered bytes for this client
         try:
             while True:
                 await self.window_open.wait()
@@ -158,6 +210,10 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                     if not more:
                         break
                     data += more
+                # Acks say what the client processed, not that the bytes left this server: a
+                # client that acks without reading still stops the flow here, this frame held.
+                while write_buffer is not None and write_buffer() > WRITE_BUFFER_BYTES:
+                    await asyncio.sleep(WRITE_BUFFER_POLL_SECONDS)
                 await self.send(bytes_data=data)
                 self.sent += len(data)
                 if self.sent - self.acked > WINDOW_BYTES:
@@ -174,14 +230,26 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await self._status(status, f"The session was {status}.")
             await self.close(code=CLOSE_SESSION_STOPPED)
             return
-        code = await sync_to_async(self.tty.exit_code, thread_sensitive=False)() if self.tty else None
+        terminal = self.terminal
+        code = (
+            await sync_to_async(terminals.terminal_exit_code, thread_sensitive=False)(terminal=terminal)
+            if terminal
+            else None
+        )
         await self.send(text_data=json.dumps({"type": "exit", "code": code}))
         await self.close(code=CLOSE_NORMAL)
 
     # --- input --------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.tty is None:
+        if _frame_too_big(text_data, bytes_data):
+            await self._close_with(
+                "frame_too_big",
+                f"A message is at most {FRAME_MAX} bytes; send long input in pieces.",
+                CLOSE_FRAME_TOO_BIG,
+            )
+            return
+        if self.terminal is None:
             return
         if bytes_data is not None:
             await self._input(bytes_data)
@@ -193,14 +261,16 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await self._bad_message("Send JSON.")
             return
         if kind == "input":
-            await self._input(str(message.get("data", "")).encode("utf-8", "surrogateescape"))
+            await self._input(_utf8(str(message.get("data", ""))))
         elif kind == "resize":
             cols, rows = _int(message.get("cols")), _int(message.get("rows"))
             if cols is None or rows is None:
                 await self._bad_message("A resize needs whole numbers cols and rows.")
                 return
             cols, rows = max(2, min(1000, cols)), max(2, min(500, rows))
-            await sync_to_async(self.tty.resize, thread_sensitive=False)(cols=cols, rows=rows)
+            await sync_to_async(terminals.terminal_resize, thread_sensitive=False)(
+                terminal=self.terminal, cols=cols, rows=rows
+            )
         elif kind == "ack":
             acked = _int(message.get("bytes", 0))
             if acked is None:
@@ -229,9 +299,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": "error", "code": "bad_message", "message": message}))
 
     async def _input(self, data: bytes) -> None:
-        assert self.tty is not None
         try:
-            await asyncio.get_running_loop().sock_sendall(self.tty.sock, data)
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
         except OSError:
             return  # the pump sees the end and reports it
         now = time.monotonic()
@@ -249,18 +318,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     # --- disconnect ---------------------------------------------------------------------------
 
     async def disconnect(self, code: int) -> None:
-        if self.pump is not None:
-            self.pump.cancel()
-        if self.tty is not None:
-            OPEN_TERMINALS.dec()
-            self.tty.close()
-            self.tty = None
-            # Closing the socket does not end a TTY exec; hang the tmux client up explicitly. Its
-            # exec ends, the tmux session (the shell and what it runs) stays.
+        for task in (self.pump, self.heartbeat):
+            if task is not None:
+                task.cancel()
+        terminal, self.terminal = self.terminal, None
+        if terminal is not None:
+            # Closing the socket does not end a TTY exec; the service hangs the tmux client up
+            # explicitly. Its exec ends, the tmux session (the shell and what it runs) stays.
             try:
-                await sync_to_async(terminals.terminal_detach, thread_sensitive=False)(
-                    session=self.session, client_id=self.client_id
-                )
+                await sync_to_async(terminals.terminal_detach, thread_sensitive=False)(terminal=terminal)
             except DomainError as exc:  # the session stopped: its clients are gone already
                 logger.debug("session %s: no tmux client to hang up (%s)", self.session.public_id, exc.code)
         if self.group is not None:

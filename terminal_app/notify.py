@@ -28,3 +28,8 @@ def terminals_notify_stopped(*, session_public_id: str, status: str) -> None:
         )
     except Exception:  # a channel layer outage must not block a suspend or a delete
         logger.warning("could not notify the terminals of session %s", session_public_id, exc_info=True)
+
+
+def on_session_stopping(sender: object, *, session_public_id: str, status: str, **kwargs: object) -> None:
+    """Receiver of ``sessions_app.signals.session_stopping`` (connected in ``TerminalConfig.ready``)."""
+    terminals_notify_stopped(session_public_id=session_public_id, status=status)

@@ -1,4 +1,10 @@
-"""The terminal's handshake guard: the Origin check, and refused handshakes in the audit log."""
+"""The terminal's handshake guard: the Origin check, and refused handshakes in the audit log.
+
+A browser always sends ``Origin`` on a WebSocket handshake, so a present one that is not ours is
+a page of another site riding on the user's cookie: refused, whatever the credential. A client
+that sends none is not a browser (``wscat``, a script): it passes here, and the consumer then
+takes only a JWT or a ticket from it, never the session cookie alone (``origin_present``).
+"""
 
 from __future__ import annotations
 
@@ -25,11 +31,19 @@ def ws_refusal_record(*, scope: dict[str, Any], reason: str) -> None:
     )
 
 
+def origin_present(scope: dict[str, Any]) -> bool:
+    """Whether the handshake carried an ``Origin`` header (checked by the validator below)."""
+    return any(name == b"origin" for name, _value in scope.get("headers") or [])
+
+
 class AuditedOriginValidator(OriginValidator):
-    """Channels' Origin check (no Origin, or one not allowed: HTTP 403), recording each refusal."""
+    """Channels' Origin check (an Origin not allowed: HTTP 403), recording each refusal. No
+    Origin at all passes on to the consumer, which then requires a JWT or a ticket."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket":
+            if not origin_present(scope):
+                return await self.application(scope, receive, send)
             origin = dict(scope.get("headers") or []).get(b"origin")
             parsed = urlparse(origin.decode("latin1")) if origin else None
             if not self.valid_origin(parsed):

@@ -3,12 +3,25 @@ WebSocket that shows it (a reload or a dropped network reattaches to the same sc
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from core_app.errors import DomainError
+from core_app.metrics import OPEN_TERMINALS
 from sessions_app.models import Session
+from sessions_app.runtime import get_runtime
+from sessions_app.runtime.base import ExecResult, Tty
+from sessions_app.runtime.errors import SandboxNotRunning
+from sessions_app.specs import session_ref
+from terminal_app import limits
 from workspace_app.services import workspace_exec
+
+logger = logging.getLogger(__name__)
 
 TERMINAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 TMUX_PREFIX = "vc-"
@@ -18,6 +31,23 @@ CLIENT_ID = re.compile(r"^[0-9a-f]{8,32}$")
 class InvalidTerminalId(DomainError):
     code = "invalid_terminal_id"
     default_detail = "A terminal id is 1 to 32 letters, digits, '-' or '_'."
+
+
+class TooManyTerminals(DomainError):
+    status_code = 429
+    code = "too_many_terminals"
+    default_detail = "Too many terminals are open. Close one (in any tab or browser) and try again."
+
+
+@dataclass
+class OpenTerminal:
+    """A TTY attached to a terminal's tmux session, and the slot it holds in the user's limit."""
+
+    session: Session
+    terminal_id: str
+    user_id: int
+    client_id: str
+    tty: Tty
 
 
 def tmux_name(terminal_id: str) -> str:
@@ -51,23 +81,92 @@ def tmux_attach_argv(terminal_id: str, *, cols: int, rows: int, client_id: str) 
     ]  # fmt: skip
 
 
-def terminal_detach(*, session: Session, client_id: str) -> None:
-    """Hang up the tmux client a closed WebSocket was showing; its shell and tmux session stay.
+def terminal_open(*, session: Session, user_id: int, terminal_id: str, cols: int, rows: int) -> OpenTerminal:
+    """Attach a new TTY to the terminal ``terminal_id`` of a running session (creating its tmux
+    session if new), taking one of the user's ``VIBECODE_MAX_TERMINALS_PER_USER`` slots.
 
-    Docker does not end a TTY exec when the connection to it closes (moby#9098), so without
-    this every reload or dropped network would leave a tmux client and an exec behind in the
-    sandbox, up to its pids limit. Only a process named ``tmux: client`` gets the hangup, so a
-    pid recycled by another program is never hit. Raises a ``DomainError`` when the sandbox is
-    not running.
+    Raises ``TooManyTerminals`` when the user has them all, ``InvalidTerminalId``, and the
+    runtime's ``DomainError`` (``SandboxNotRunning``...) when the TTY cannot be opened; the slot
+    is given back then. Blocking: call it off the event loop.
     """
+    tmux_name(terminal_id)
+    if session.status != Session.Status.RUNNING:
+        raise SandboxNotRunning(f"The session is {session.status}. Resume it to use the terminal.")
+    client_id = secrets.token_hex(8)
+    if not limits.slot_acquire(user_id=user_id, slot_id=client_id):
+        raise TooManyTerminals(
+            f"You have {settings.VIBECODE_MAX_TERMINALS_PER_USER} terminals open, the most allowed. "
+            "Close one (in any tab or browser) and try again."
+        )
+    try:
+        tty = get_runtime().open_tty(
+            session_ref(session),
+            tmux_attach_argv(terminal_id, cols=cols, rows=rows, client_id=client_id),
+            cols=cols,
+            rows=rows,
+        )
+    except BaseException:
+        limits.slot_release(user_id=user_id, slot_id=client_id)
+        raise
+    OPEN_TERMINALS.inc()
+    return OpenTerminal(
+        session=session, terminal_id=terminal_id, user_id=user_id, client_id=client_id, tty=tty
+    )
+
+
+def terminal_heartbeat(*, terminal: OpenTerminal) -> None:
+    """Renew the terminal's slot; call every ``limits.SLOT_HEARTBEAT_SECONDS`` while it is open."""
+    limits.slot_refresh(user_id=terminal.user_id, slot_id=terminal.client_id)
+
+
+def terminal_resize(*, terminal: OpenTerminal, cols: int, rows: int) -> None:
+    """A new window size for the terminal's TTY (tmux and the shell get SIGWINCH)."""
+    terminal.tty.resize(cols=cols, rows=rows)
+
+
+def terminal_exit_code(*, terminal: OpenTerminal) -> int | None:
+    """The tmux client's exit code once its TTY has ended, else None."""
+    return terminal.tty.exit_code()
+
+
+def terminal_detach(*, terminal: OpenTerminal) -> None:
+    """Close the TTY, give its slot back and hang up the tmux client it was showing; the shell
+    and its tmux session stay.
+
+    Docker does not end a TTY exec when the connection to it closes (moby#9098), so without the
+    hangup every reload or dropped network would leave a tmux client and an exec behind in the
+    sandbox, up to its pids limit. Only a process named ``tmux: client`` gets the hangup, so a
+    pid recycled by another program is never hit. The hangup is not user activity: it neither
+    refreshes the session's idle clock nor counts as an exec. Raises a ``DomainError`` when the
+    sandbox is not running (its clients are gone already); the TTY and slot are released anyway.
+    """
+    terminal.tty.close()
+    OPEN_TERMINALS.dec()
+    limits.slot_release(user_id=terminal.user_id, slot_id=terminal.client_id)
     script = (
         # The pid file appears within milliseconds of the exec starting; wait a little for it.
         'for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$0" ] && break; sleep 0.05; done; '
         'pid=$(cat "$0" 2>/dev/null); rm -f "$0"; '
         'case "$(cat "/proc/${pid:-0}/comm" 2>/dev/null)" in "tmux: client"*) kill -HUP "$pid";; esac'
     )
-    # Through the session's persistent helper: a few ms, where a fresh `docker exec` costs ~60.
-    workspace_exec(session=session, argv=["sh", "-c", script, _client_pid_file(client_id)], timeout=10)
+    _quiet_exec(session=terminal.session, argv=["sh", "-c", script, _client_pid_file(terminal.client_id)])
+
+
+def _quiet_exec(*, session: Session, argv: list[str], timeout: int = 10) -> ExecResult:
+    """Housekeeping in the sandbox through its persistent helper (a few ms, where a fresh
+    ``docker exec`` costs ~60), without what ``workspace_exec`` adds for a user's command: no
+    activity write, no exec metrics."""
+    if session.status != Session.Status.RUNNING:
+        raise SandboxNotRunning(f"The session is {session.status}.")
+    request = {
+        "argv": argv,
+        "cwd": "/workspace",
+        "timeout": timeout,
+        "limit": 64 * 1024,
+        "stdin": "",
+    }
+    reply = get_runtime().helper(session_ref(session)).call("exec", request, timeout=timeout + 30)
+    return ExecResult.from_helper(reply.result)
 
 
 def terminal_list(*, session: Session) -> list[dict[str, Any]]:

@@ -316,6 +316,15 @@ VIBECODE_HELPER_STALL_SECONDS = env_int("VIBECODE_HELPER_STALL_SECONDS", 8, mini
 VIBECODE_HELPER_MAX_CALLS = env_int("VIBECODE_HELPER_MAX_CALLS", 16, minimum=1)
 VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
 
+# --- Terminals ---------------------------------------------------------------------------------
+
+# Open terminal WebSockets per user, across replicas (counted in Redis).
+VIBECODE_MAX_TERMINALS_PER_USER = env_int("VIBECODE_MAX_TERMINALS_PER_USER", 16, minimum=1)
+# Terminal handshakes per user and per client IP: a brake on bursts, well above an IDE that opens
+# a dozen terminals and reconnects them after a dropped network.
+VIBECODE_RATE_TERMINAL_USER = env_rate("VIBECODE_RATE_TERMINAL_USER", "120/m")
+VIBECODE_RATE_TERMINAL_IP = env_rate("VIBECODE_RATE_TERMINAL_IP", "240/m")
+
 # --- AI assistant ------------------------------------------------------------------------------
 
 # Which model provider answers: "auto" takes the first configured of Ollama, OpenAI-compatible and

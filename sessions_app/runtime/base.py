@@ -208,6 +208,12 @@ class SandboxRuntime(abc.ABC):
             on_dead=lambda pid: self._kill_helper(ref, pid),
         )
 
+    def _forget_helper(self, ref: SandboxRef) -> None:
+        """Backends call this when they stop, start or remove a container: its helper in this
+        process is closed, and the next call starts a fresh one."""
+        if self._helper_pool is not None:
+            self._helper_pool.discard(_key(ref))
+
     def _pool(self) -> HelperPool:
         if self._helper_pool is None:
             self._helper_pool = HelperPool()

@@ -395,6 +395,7 @@ class DockerRuntime(SandboxRuntime):
         return ref
 
     def start(self, ref: SandboxRef) -> None:
+        self._forget_helper(ref)
         with engine_errors("start the container"):
             try:
                 self.client.api.start(ref.object_id)
@@ -419,6 +420,7 @@ class DockerRuntime(SandboxRuntime):
             time.sleep(0.02)
 
     def stop(self, ref: SandboxRef) -> None:
+        self._forget_helper(ref)
         with engine_errors("stop the container"):
             try:
                 self.client.api.stop(ref.object_id, timeout=settings.VIBECODE_SANDBOX_STOP_TIMEOUT_SECONDS)
@@ -455,6 +457,7 @@ class DockerRuntime(SandboxRuntime):
         )
 
     def remove(self, ref: SandboxRef, *, volume: bool) -> None:
+        self._forget_helper(ref)
         api = self.client.api
         with engine_errors("remove the container"):
             for target in filter(None, {ref.object_id, ref.object_name}):

@@ -533,6 +533,15 @@ class HelperPool:
         finally:
             lock.release()
 
+    def discard(self, key: str) -> None:
+        """Close and forget the helper of a container that is stopping or starting: its process
+        dies with the container, and the end of its stream may reach us late (gVisor), after
+        the next call was already sent to it."""
+        with self._guard:
+            helper = self._helpers.pop(key, None)
+        if helper is not None:
+            helper.close()
+
     def _prune(self) -> None:
         for key in [key for key, helper in self._helpers.items() if not helper.alive]:
             del self._helpers[key]

@@ -16,18 +16,32 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import docker
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
+from core_app.metrics import EXECS
 from sessions_app import services
-from sessions_app.models import Session
+from sessions_app.models import Session, SessionEvent
 from sessions_app.runtime.docker import DockerRuntime
-from terminal_app.consumers import CLOSE_NORMAL, CLOSE_NOT_RUNNING, CLOSE_SESSION_STOPPED
+from terminal_app import limits
+from terminal_app.consumers import (
+    CLOSE_FRAME_TOO_BIG,
+    CLOSE_NORMAL,
+    CLOSE_NOT_RUNNING,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SESSION_STOPPED,
+    CLOSE_TOO_MANY_TERMINALS,
+    FRAME_MAX,
+    WRITE_BUFFER_BYTES,
+)
 from terminal_app.notify import terminal_group
 from terminal_app.tickets import ticket_issue
+from terminal_app.transport import SCOPE_KEY as WRITE_BUFFER
 from vibecode_project.asgi import application
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -77,6 +91,13 @@ def ttys_opened(monkeypatch) -> list[Any]:
 
     monkeypatch.setattr(DockerRuntime, "open_tty", spy)
     return calls
+
+
+def session_cookie(user) -> tuple[bytes, bytes]:
+    """The ``cookie`` header of a browser logged in as ``user`` (a real Django session)."""
+    client = Client()
+    client.force_login(user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
 
 def token_for(user, *, lifetime: timedelta | None = None) -> str:
@@ -204,11 +225,39 @@ async def test_it_refuses_bob_on_alices_session(row_session, bob, ttys_opened):
     assert ttys_opened == []
 
 
-@pytest.mark.parametrize("origin", [b"https://evil.example", None])
-async def test_it_refuses_another_origin_or_none(row_session, alice, ttys_opened, origin):
-    headers = [] if origin is None else [(b"origin", origin)]
-    assert await refused(path(row_session.public_id, token=token_for(alice)), headers)
+async def test_it_refuses_another_origin_whatever_the_credential(running, alice, ttys_opened):
+    evil = [(b"origin", b"https://evil.example")]
+    assert await refused(path(running.public_id, token=token_for(alice)), evil)
+    ticket = await asyncio.to_thread(ticket_issue, user_id=alice.pk, session_public_id=running.public_id)
+    assert await refused(path(running.public_id, ticket=ticket), evil)
+    cookie = await asyncio.to_thread(session_cookie, alice)
+    assert await refused(path(running.public_id), [*evil, cookie])
     assert ttys_opened == []
+
+
+async def test_without_origin_a_jwt_or_a_ticket_gets_a_shell(running, alice):
+    comm = communicator(path(running.public_id, token=token_for(alice)), headers=[])
+    connected, _ = await comm.connect(timeout=WAIT)
+    assert connected
+    assert (await receive_json(comm))["status"] == "connected"
+    await comm.send_json_to({"type": "input", "data": "echo NOORIGIN$((40+2))\r"})
+    await receive_text_until(comm, rb"NOORIGIN42")
+    await comm.disconnect()
+
+    ticket = await asyncio.to_thread(ticket_issue, user_id=alice.pk, session_public_id=running.public_id)
+    comm = communicator(path(running.public_id, ticket=ticket), headers=[])
+    connected, _ = await comm.connect(timeout=WAIT)
+    assert connected
+    assert (await receive_json(comm))["status"] == "connected"
+    await comm.disconnect()
+
+
+async def test_without_origin_the_session_cookie_alone_is_refused(row_session, alice, ttys_opened):
+    cookie = await asyncio.to_thread(session_cookie, alice)
+    assert await refused(path(row_session.public_id), [cookie])
+    assert ttys_opened == []
+    events = [e async for e in SessionEvent.objects.filter(action="ws_refused")]
+    assert [e.detail["reason"] for e in events] == ["no valid credential"]
 
 
 async def test_a_suspended_session_answers_a_status_then_4409(alice, ttys_opened):
@@ -238,10 +287,8 @@ async def test_it_echoes_input_through_the_shell(running, alice):
 
 
 async def test_the_page_session_cookie_authenticates(running, alice):
-    client = Client()
-    await asyncio.to_thread(client.force_login, alice)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    comm = communicator(path(running.public_id), headers=[ORIGIN, (b"cookie", cookie)])
+    cookie = await asyncio.to_thread(session_cookie, alice)
+    comm = communicator(path(running.public_id), headers=[ORIGIN, cookie])
     connected, _ = await comm.connect(timeout=WAIT)
     assert connected
     assert (await receive_json(comm))["status"] == "connected"
@@ -296,4 +343,141 @@ async def test_the_close_message_ends_the_shell(running, alice):
     await comm.send_json_to({"type": "close"})
     assert (await receive_json(comm))["type"] == "exit"
     assert await receive_close(comm) == CLOSE_NORMAL
+    await comm.disconnect()
+
+
+# --- limits: frame size, terminals per user, handshake rates -----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["binary", "text"])
+async def test_a_frame_over_64_kib_closes_the_socket_with_4413(running, alice, kind):
+    comm = await open_terminal(running, alice)
+    # Exactly 64 KiB still goes through: a ping padded to the limit is answered.
+    head, tail = '{"type": "ping", "t": "', '"}'
+    at_limit = head + "x" * (FRAME_MAX - len(head) - len(tail)) + tail
+    assert len(at_limit.encode()) == FRAME_MAX
+    await comm.send_to(text_data=at_limit)
+    assert (await receive_json(comm))["type"] == "pong"
+    if kind == "binary":
+        await comm.send_to(bytes_data=b"x" * (FRAME_MAX + 1))
+    else:
+        # Fewer characters than bytes: 3 bytes each in UTF-8, so the byte count decides.
+        await comm.send_to(text_data=json.dumps({"type": "input", "data": "€" * 30_000}, ensure_ascii=False))
+    error = await receive_json(comm)
+    assert (error["type"], error["code"]) == ("error", "frame_too_big")
+    assert await receive_close(comm) == CLOSE_FRAME_TOO_BIG
+    await comm.disconnect()
+
+
+async def test_a_user_past_the_terminal_limit_is_refused_with_4403(running, alice, settings):
+    settings.VIBECODE_MAX_TERMINALS_PER_USER = 2
+    first = await open_terminal(running, alice, terminal_id="one")
+    second = await open_terminal(running, alice, terminal_id="two")
+    third = communicator(path(running.public_id, token=token_for(alice), terminal_id="three"))
+    connected, _ = await third.connect(timeout=WAIT)
+    assert connected
+    error = await receive_json(third)
+    assert (error["type"], error["code"]) == ("error", "too_many_terminals")
+    assert "2 terminals" in error["message"]
+    assert await receive_close(third) == CLOSE_TOO_MANY_TERMINALS
+    await third.disconnect()
+    assert await asyncio.to_thread(limits.slots_in_use, user_id=alice.pk) == 2
+    # Closing one gives its slot back.
+    await first.disconnect()
+    assert await asyncio.to_thread(limits.slots_in_use, user_id=alice.pk) == 1
+    third = await open_terminal(running, alice, terminal_id="three")
+    await third.disconnect()
+    await second.disconnect()
+    assert await asyncio.to_thread(limits.slots_in_use, user_id=alice.pk) == 0
+
+
+async def test_a_burst_of_handshakes_from_one_user_is_refused_with_4429(alice, settings):
+    settings.VIBECODE_RATE_TERMINAL_USER = "3/m"
+    # An unknown session: each handshake is counted, then refused (403) without touching Docker.
+    url = path("nosuchsess", token=token_for(alice))
+    for _ in range(3):
+        assert await refused(url)
+    comm = communicator(url)
+    connected, _ = await comm.connect(timeout=WAIT)
+    assert connected
+    error = await receive_json(comm)
+    assert (error["type"], error["code"]) == ("error", "rate_limited")
+    assert await receive_close(comm) == CLOSE_RATE_LIMITED
+    await comm.disconnect()
+
+
+async def test_a_burst_of_handshakes_from_one_ip_is_refused_with_4429_before_any_credential(alice, settings):
+    settings.VIBECODE_RATE_TERMINAL_IP = "3/m"
+    for _ in range(3):
+        assert await refused(path("nosuchsess", token="not-a-jwt"))
+    # The IP is over its rate: even a valid credential is not looked at.
+    comm = communicator(path("nosuchsess", token=token_for(alice)))
+    connected, _ = await comm.connect(timeout=WAIT)
+    assert connected
+    assert (await receive_json(comm))["code"] == "rate_limited"
+    assert await receive_close(comm) == CLOSE_RATE_LIMITED
+    await comm.disconnect()
+
+
+# --- what a terminal does not do -----------------------------------------------------------------
+
+
+def _tmux_processes(session: Session) -> int:
+    """tmux processes in the sandbox: the server (which stays) and one client per open terminal."""
+    top = docker.from_env().api.top(session.container_name)
+    cmd = top["Titles"].index("CMD")
+    return len([row for row in top["Processes"] if row[cmd].startswith("tmux")])
+
+
+async def test_a_disconnect_is_neither_activity_nor_an_exec(running, alice):
+    comm = await open_terminal(running, alice)
+    assert await asyncio.to_thread(_tmux_processes, running) == 2
+    idle_since = timezone.now() - timedelta(hours=1)
+    await Session.objects.filter(pk=running.pk).aupdate(last_activity_at=idle_since)
+    execs_before = _execs_total()
+    await comm.disconnect()  # returns once the consumer's disconnect (and its hangup) has run
+    deadline = time.monotonic() + WAIT
+    while await asyncio.to_thread(_tmux_processes, running) != 1:
+        assert time.monotonic() < deadline, "the tmux client was not hung up"
+        await asyncio.sleep(0.1)
+    assert (await Session.objects.aget(pk=running.pk)).last_activity_at == idle_since
+    assert _execs_total() == execs_before
+
+
+def _execs_total() -> float:
+    samples = [sample for metric in EXECS.collect() for sample in metric.samples]
+    return sum(sample.value for sample in samples if sample.name.endswith("_total"))
+
+
+async def test_a_suspend_closes_the_terminal_through_the_session_stopping_signal(running, alice):
+    comm = await open_terminal(running, alice)
+    await asyncio.to_thread(services.session_suspend, session=running)
+    status = await receive_json(comm)
+    assert (status["type"], status["status"]) == ("status", "suspended")
+    assert await receive_close(comm) == CLOSE_SESSION_STOPPED
+    await comm.disconnect()
+
+
+async def test_output_waits_while_the_transport_holds_too_much_whatever_the_acks(running, alice):
+    """Under daphne the scope carries the transport's buffered bytes (``terminal_app.transport``);
+    here the test plays that part. Acks far past what was sent change nothing."""
+    held = {"bytes": 0}
+    comm = communicator(path(running.public_id, token=token_for(alice)))
+    comm.scope[WRITE_BUFFER] = lambda: held["bytes"]
+    connected, _ = await comm.connect(timeout=WAIT)
+    assert connected
+    assert (await receive_json(comm))["status"] == "connected"
+    await comm.send_json_to({"type": "input", "data": "echo READY$((1+1))\r"})
+    await receive_text_until(comm, rb"READY2")
+    held["bytes"] = WRITE_BUFFER_BYTES + 1
+    await comm.send_json_to({"type": "input", "data": "echo HELD$((40+2))\r"})
+    await comm.send_json_to({"type": "ack", "bytes": 10**15})
+    # The echo of the typed line may go out before the hold applies; the shell's answer may not.
+    # (A timed-out receive_output would cancel the consumer: receive_nothing only looks.)
+    seen = b""
+    while not await comm.receive_nothing(timeout=2.0):
+        seen += (await comm.receive_output(timeout=WAIT)).get("bytes") or b""
+    assert b"HELD42" not in ANSI.sub(b"", seen)
+    held["bytes"] = 0
+    await receive_text_until(comm, rb"HELD42")
     await comm.disconnect()

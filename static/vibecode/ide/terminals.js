@@ -38,7 +38,7 @@ class TerminalTab {
     this.term.loadAddon(new WebLinksAddon((event, uri) => window.open(uri, "_blank", "noopener")));
     this.term.open(this.element);
     this.term.attachCustomKeyEventHandler((event) => this.keys(event));
-    this.term.onData((data) => this.send({ type: "input", data }));
+    this.term.onData((data) => this.type(data));
     this.term.onResize(({ cols, rows }) => this.send({ type: "resize", cols, rows }));
     new ResizeObserver(() => { if (this.element.offsetParent) this.safeFit(); }).observe(this.element);
     this.tab = manager.makeTab(this);
@@ -113,7 +113,8 @@ class TerminalTab {
 
   closed(event) {
     if (this.disposed) return;
-    if (this.stopped || event.code === 4409 || event.code === 4410 || event.code === 1000) {
+    // 4403: the user's terminal limit; retrying would only be refused again.
+    if (this.stopped || [1000, 4403, 4409, 4410].includes(event.code)) {
       this.manager.setState(this, "disconnected");
       return;
     }
@@ -129,7 +130,17 @@ class TerminalTab {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
   }
 
-  type(text) { this.send({ type: "input", data: text }); }
+  // The server closes the socket (4413) on a message over 64 KB: a long paste goes in pieces
+  // (8192 UTF-16 units are at most 48 KB of JSON, escapes included).
+  type(text) {
+    for (let i = 0; i < text.length;) {
+      let end = Math.min(i + 8192, text.length);
+      // Never split a surrogate pair between two messages.
+      if (end < text.length && /[\uD800-\uDBFF]/.test(text[end - 1])) end -= 1;
+      this.send({ type: "input", data: text.slice(i, end) });
+      i = end;
+    }
+  }
 
   setTheme(theme) { this.term.options.theme = THEMES[theme]; }
 
