@@ -29,7 +29,7 @@ ENGINE = docker.from_env()
 HOME = "/workspace/.home"
 USER_SITE = f"{HOME}/.local/lib/python3.11/site-packages"
 HELPER_PATTERN = "^/usr/bin/python3 -I -u -c"
-MIN_SAMPLES = 40
+MIN_SAMPLES = 150
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def bystander(user, session: Session) -> Iterator[list[float]]:
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.content[:200]!r}")
-                time.sleep(0.05)
+                time.sleep(0.03)
         finally:
             connection.close()
 
