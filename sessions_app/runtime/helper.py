@@ -178,6 +178,7 @@ class HelperClient:
         self.alive = True
         self.pid: int | None = None  # the helper's pid in the sandbox, from its hello
         self._last_frame = time.monotonic()
+        self._reader_paused = False  # waiting for a slow stream consumer: silence is ours
         self._next_exit_check = 0.0
         self._reader = threading.Thread(target=self._read_loop, name=f"agent-{label}", daemon=True)
         self._reader.start()
@@ -224,7 +225,7 @@ class HelperClient:
                 raise HelperGone("The session's helper did not answer in time; it is being restarted.")
             raise WorkspaceBusy("The workspace is busy with another operation. Try again in a moment.")
         stall = float(settings.VIBECODE_HELPER_STALL_SECONDS)
-        if now - max(self._last_frame, since) > stall:
+        if not self._reader_paused and now - max(self._last_frame, since) > stall:
             self.declare_dead(f"silent for {stall:.0f} s while {what}")
             raise HelperGone("The session's helper stopped answering; it is being restarted.")
         if now >= self._next_exit_check and now - since >= EXIT_CHECK_SECONDS:
@@ -284,13 +285,24 @@ class HelperClient:
             return  # a call that gave up, or a forged id
         # A stream's queue is bounded: while its consumer is slow this blocks, nothing more is
         # read from the helper, and the helper blocks on its write (backpressure).
-        while not waiter.abandoned and self.alive:
-            try:
-                waiter.queue.put((header, payload), timeout=CHECK_SECONDS)
-                break
-            except queue.Full:
-                continue
-        self._last_frame = time.monotonic()
+        self._reader_paused = True
+        try:
+            while not waiter.abandoned and self.alive:
+                try:
+                    waiter.queue.put((header, payload), timeout=CHECK_SECONDS)
+                    break
+                except queue.Full:
+                    continue
+        finally:
+            self._reader_paused = False
+            self._last_frame = time.monotonic()
+
+    def silent(self) -> bool:
+        """True when the helper has not beaten for the stall time while its reader was free to
+        hear it: stopped (SIGSTOP), or gone while something holds its pipe open."""
+        if self._reader_paused:
+            return False
+        return time.monotonic() - self._last_frame > float(settings.VIBECODE_HELPER_STALL_SECONDS)
 
     def _send(
         self,
@@ -513,6 +525,9 @@ class HelperPool:
         on_dead: Callable[[int | None], None] | None = None,
     ) -> HelperClient:
         helper = self._helpers.get(key)
+        if helper is not None and helper.alive and helper.silent():
+            # Stopped while idle: replace it now rather than let the next call find out.
+            helper.declare_dead("silent while idle")
         if helper is not None and helper.alive:
             return helper
         lock = self._lock_for(key)

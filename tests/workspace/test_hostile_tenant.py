@@ -29,7 +29,7 @@ ENGINE = docker.from_env()
 HOME = "/workspace/.home"
 USER_SITE = f"{HOME}/.local/lib/python3.11/site-packages"
 HELPER_PATTERN = "^/usr/bin/python3 -I -u -c"
-MIN_SAMPLES = 40
+MIN_SAMPLES = 150
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def bystander(user, session: Session) -> Iterator[list[float]]:
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.content[:200]!r}")
-                time.sleep(0.05)
+                time.sleep(0.03)
         finally:
             connection.close()
 
@@ -270,4 +270,25 @@ def test_a_helper_replaced_by_an_endless_stream_of_frames_is_replaced_within_sec
         assert listing.status_code == 200, listing.content
         assert time.monotonic() - started < 15
         works_normally(alice_api, session)
+    the_helper_is_ours(session)
+
+
+def test_a_helper_stopped_while_idle_is_replaced_by_the_next_call_at_once(
+    alice, alice_api, bob, bob_api, sandboxes, settings
+):
+    session = create_session(alice_api, "victim")
+    other = create_session(bob_api, "bystander")
+    assert alice_api.get(f"{base_of(session)}/files", {"path": ""}).status_code == 200
+    with bystander(bob, other):
+        tenant(session, f"pkill -STOP -f '{HELPER_PATTERN}'")
+        # The scenario is a helper that has been stopped for longer than the stall time.
+        time.sleep(settings.VIBECODE_HELPER_STALL_SECONDS + 1)
+        # Its silence is noticed before the next call is sent: that call does not wait for it.
+        assert works_normally(alice_api, session, within=5.0) < 5.0
+    wait_for(
+        lambda: not [p for p in processes(session) if p.split(" ", 2)[1].startswith("T")],
+        timeout=10,
+        what="the stopped helper to be killed",
+        show=lambda: processes(session),
+    )
     the_helper_is_ours(session)

@@ -146,7 +146,7 @@ def test_calls_past_the_cap_in_flight_get_a_fast_503(alice, alice_api, sandboxes
         time.sleep(0.05)
     started = time.monotonic()
     busy = alice_api.get(f"{base}/files", {"path": ""})
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # refused at once, not after the runs
     assert busy.status_code == 503, busy.content
     assert busy.json()["code"] == "workspace_busy" and busy.json()["detail"]
     for thread in threads:
