@@ -8,4 +8,6 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from core_app import checks  # noqa: F401  (registers the system checks)
+        from core_app import backpressure, checks  # noqa: F401  (checks registers the system checks)
+
+        backpressure.install()

@@ -19,23 +19,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from core_app.backpressure import buffered_bytes
+
 logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "vibecode.write_buffer"
-
-
-def buffered_bytes(protocol: Any) -> int:
-    """Bytes written to ``protocol``'s transport and not yet taken by the kernel (Twisted's
-    ``FileDescriptor`` keeps them in ``dataBuffer`` from ``offset``, plus ``_tempDataLen``),
-    plus autobahn's own send queue. 0 for a transport of another kind."""
-    transport = getattr(protocol, "transport", None)
-    total = 0
-    if transport is not None:
-        data = getattr(transport, "dataBuffer", b"")
-        total += len(data) - int(getattr(transport, "offset", 0)) + int(getattr(transport, "_tempDataLen", 0))
-    for chunk, _sync in getattr(protocol, "send_queue", ()) or ():
-        total += len(chunk)
-    return max(0, total)
 
 
 def install() -> None:
