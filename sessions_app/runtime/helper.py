@@ -103,6 +103,9 @@ class ProcessStream(abc.ABC):
         """Close both directions; the process sees EOF on stdin. Idempotent."""
 
 
+# A stream (a download) may wait on its helper for the deadline plus this much time per byte.
+STREAM_MIN_RATE = 256 * 1024  # bytes per second
+
 CHUNK = 256 * 1024
 _GONE = object()
 
@@ -165,9 +168,13 @@ class HelperClient:
         label: str,
         slots: CallSlots | None = None,
         on_dead: Callable[[int | None], None] | None = None,
+        single_use: bool = False,
     ) -> None:
         self._stream = stream
         self.label = label
+        # A private helper serves one stream: it is closed when that stream ends in any way,
+        # including a response dropped before its body was read (the generator is collected).
+        self._single_use = single_use
         self._slots = slots or CallSlots(int(settings.VIBECODE_HELPER_MAX_CALLS))
         self._on_dead = on_dead
         self._send_lock = threading.Lock()
@@ -369,17 +376,30 @@ class HelperClient:
         with self._pending_lock:
             self._pending[request_id] = waiter
         try:
-            deadline = time.monotonic() + timeout
+            started = time.monotonic()
+            deadline = started + timeout
             self._send(request_id, op, args, payload, size, deadline)
             received = 0
+            waited = 0.0  # a stream's time spent waiting on the helper, not on its reader
             while True:
                 if not total:
                     deadline = time.monotonic() + timeout
+                asked = time.monotonic()
                 item = self._next(waiter, deadline, op)
                 header, data = item
                 received += len(data)
                 if received > max_bytes:
                     self.declare_dead(f"sent over {max_bytes} bytes for one {op}")
+                    raise HelperGone()
+                now = time.monotonic()
+                if total and now > deadline:
+                    # Frames arriving without end (forged "more" frames) never extend a call.
+                    self.declare_dead(f"kept answering a {op} past its {timeout:.0f} s deadline")
+                    raise HelperGone(f"The session's helper did not finish within {timeout:.0f} s.")
+                waited += now - asked
+                if not total and waited > timeout + received / STREAM_MIN_RATE:
+                    # A helper that drips a stream would hold a server thread for ever.
+                    self.declare_dead(f"streamed a {op} slower than {STREAM_MIN_RATE // 1024} KiB/s")
                     raise HelperGone()
                 if not header.get("ok"):
                     error = header.get("error") or {}
@@ -395,6 +415,8 @@ class HelperClient:
             with self._pending_lock:
                 self._pending.pop(request_id, None)
             self._slots.release()
+            if self._single_use:
+                self.close()
 
     def _next(self, waiter: _Waiter, deadline: float, op: str) -> tuple[dict[str, Any], bytes]:
         since = time.monotonic()
@@ -558,8 +580,8 @@ class HelperPool:
             helper.close()
 
     def _prune(self) -> None:
-        for key in [key for key, helper in self._helpers.items() if not helper.alive]:
-            del self._helpers[key]
         with self._guard:
+            for key in [key for key, helper in list(self._helpers.items()) if not helper.alive]:
+                del self._helpers[key]
             for key in [k for k, slots in self._slots.items() if k not in self._helpers and not slots.used]:
                 del self._slots[key]

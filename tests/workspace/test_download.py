@@ -63,6 +63,23 @@ def test_a_slow_client_downloading_an_8_gb_sparse_file_keeps_memory_flat(session
         time.sleep(0.1)
 
 
+def test_a_download_dropped_before_its_body_is_read_frees_its_helper(session):
+    # A client that goes away while the view runs: the response (and its body) is thrown away
+    # unread. Its private helper must not stay behind, streaming to nobody.
+    in_sandbox(session, "truncate -s 1G /workspace/big.bin")
+    services.workspace_list(session=session, path="")  # the shared helper, for the count below
+    for _ in range(3):
+        download = services.workspace_download(session=session, path="big.bin")
+        del download
+    gc.collect()
+    deadline = time.monotonic() + 15
+    while helpers_running(session) > 1:
+        assert time.monotonic() < deadline, (
+            f"{helpers_running(session) - 1} dropped downloads' helpers linger"
+        )
+        time.sleep(0.1)
+
+
 def test_a_download_arrives_whole(alice_api, base, session):
     in_sandbox(session, "head -c 3000000 /dev/urandom > /workspace/r.bin && mkdir -p d && cp r.bin d/")
     expected = hashlib.sha256(in_sandbox_bytes(session, "cat /workspace/r.bin")).hexdigest()
