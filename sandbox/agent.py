@@ -647,6 +647,35 @@ def reap_orphans(*, kill):
             pass
 
 
+def _alive(pid):
+    """Whether ``pid`` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_runs_of_dead_helpers():
+    """Kill processes of runs whose helper has died. ``PR_SET_PDEATHSIG`` reaches only a run's
+    direct child; its setsid and double-forked descendants carry the run's marker, whose token
+    starts with the pid of the helper that ran it. The next helper (and every live helper, now
+    and then) finds and kills them, so a run never outlives its helper for long."""
+    prefix = f"{RUN_MARKER}=".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        for item in _environ(name):
+            if item.startswith(prefix):
+                owner = item[len(prefix) :].split(b"-", 1)[0]
+                if owner.isdigit() and not _alive(int(owner)):
+                    try:
+                        os.kill(int(name), signal.SIGKILL)
+                    except OSError:
+                        pass
+                break
+
+
 class Reaper:
     """Waits for the direct child with ``wait4``, which gives that child's own peak memory
     (``RUSAGE_CHILDREN`` would mix in every earlier command of this helper)."""
@@ -878,6 +907,7 @@ class Workers:
 
 
 HEARTBEAT_SECONDS = 1.0
+SWEEP_EVERY_BEATS = 3
 
 
 def serve():
@@ -929,12 +959,17 @@ def serve():
             )
 
     def heartbeat():
-        # Also reaps orphans of runs that ended on their own (this helper is their subreaper).
+        # Also reaps orphans of runs that ended on their own (this helper is their subreaper),
+        # and now and then kills what runs of dead helpers left behind.
+        beats = 0
         while True:
             time.sleep(HEARTBEAT_SECONDS)
+            beats += 1
             try:
                 send({"id": 0, "beat": True})
                 reap_orphans(kill=False)
+                if beats % SWEEP_EVERY_BEATS == 0:
+                    kill_runs_of_dead_helpers()
             except Exception:  # noqa: S110 (stdout gone: the main loop sees EOF and ends)
                 pass
 
@@ -981,6 +1016,7 @@ def main():
     # Orphans of runs (setsid, double forks) come back to this helper, which kills them when
     # their run ends.
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    kill_runs_of_dead_helpers()
     serve()
 
 

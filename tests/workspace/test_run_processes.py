@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from sessions_app.models import Session
 from tests.conftest import bearer
+from workspace_app import services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -99,7 +100,20 @@ def test_a_runs_child_dies_with_the_helper(alice, base, session):
         client.credentials(**bearer(alice))
         try:
             outcome["response"] = client.post(
-                f"{base}/exec", {"argv": ["sleep", "7775"], "timeout": 120}, format="json"
+                f"{base}/exec",
+                {
+                    "argv": [
+                        "python3",
+                        "-c",
+                        "import subprocess, time\n"
+                        "subprocess.Popen(['setsid', 'sleep', '7774'])\n"
+                        "subprocess.Popen(['nohup', 'sleep', '7773'], start_new_session=True)\n"
+                        "time.sleep(0.3)\n"
+                        "subprocess.run(['sleep', '7775'])\n",
+                    ],
+                    "timeout": 120,
+                },
+                format="json",
             )
         finally:
             connection.close()
@@ -107,12 +121,15 @@ def test_a_runs_child_dies_with_the_helper(alice, base, session):
     thread = threading.Thread(target=run)
     thread.start()
     deadline = time.monotonic() + 20
-    while not sleepers(session, ("7775",)):
+    while len(sleepers(session, ("7775", "7774", "7773"))) < 3:
         assert time.monotonic() < deadline, "the run never started"
         time.sleep(0.05)
     container = ENGINE.containers.get(session.container_name)
     container.exec_run(["pkill", "-KILL", "-f", "^/usr/bin/python3 -I -u -c"], user="1000:1000")
-    assert gone_within(session, 3.0, ("7775",)) == []
+    # The run's direct child dies with the helper (PR_SET_PDEATHSIG); what it started, in
+    # sessions of its own or not, is killed by the next helper or any live helper's sweep.
+    services.workspace_list(session=session, path="")  # a call starts the next helper
+    assert gone_within(session, 10.0, ("7775", "7774", "7773")) == []
     thread.join(60)
     assert not thread.is_alive()
     assert outcome["response"].status_code == 503, outcome["response"].content
