@@ -170,8 +170,7 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
         print(
             f"bench: the sandbox image {image} does not exist on this engine.\n"
             "Build it with: make sandbox-image\n"
-            "           or: python manage.py build_sandbox_image\n"
-            "           or: .venv/bin/python -m sandbox.builder",
+            "           or: python manage.py build_sandbox_image",
             file=sys.stderr,
         )
         sys.exit(2)

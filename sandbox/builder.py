@@ -11,27 +11,25 @@ Two steps, both needing a Docker engine (start one with ``scripts/dockerd.sh``):
 With a registry, the same Dockerfile builds from ``debian:bookworm-slim`` with a plain
 ``docker build sandbox/``.
 
-This module has no Django imports: the ``build_sandbox_image`` management command and
-``python -m sandbox.builder`` both call :func:`build_sandbox_image`.
+The engine is reached through the sandbox runtime's image methods (the one door: only the
+Docker backend speaks the Docker API), plus the ``docker`` CLI for ``docker import``. Run it with
+``manage.py build_sandbox_image``, which passes the configured runtime.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-import docker
-import docker.errors
+from sessions_app.runtime.base import ImageBuildFailed, SandboxRuntime
 
 SANDBOX_DIR = Path(__file__).resolve().parent
 REPO_ROOT = SANDBOX_DIR.parent
@@ -75,36 +73,12 @@ class SandboxBuildError(RuntimeError):
         return text
 
 
-def image_exists(client: docker.DockerClient, image: str) -> bool:
-    """True if the engine behind ``client`` has ``image`` (a name:tag or an id)."""
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
-def _image_id(client: docker.DockerClient, image: str) -> str | None:
-    try:
-        return str(client.images.get(image).id)
-    except docker.errors.ImageNotFound:
-        return None
-
-
-def _remove_replaced(client: docker.DockerClient, image_ids: list[str], clock: _Clock) -> None:
+def _remove_replaced(runtime: SandboxRuntime, image_ids: list[str], clock: _Clock) -> None:
     """Best effort: drop the images a rebuild untagged, unless a container still uses them."""
     for image_id in image_ids:
-        try:
-            image = client.images.get(image_id)
-        except docker.errors.ImageNotFound:
-            continue
-        if image.tags:  # still tagged: the rebuild produced the very same image
-            continue
-        try:
-            client.images.remove(image_id)
-            clock.say("cleanup", f"removed replaced image {image_id[:19]}")
-        except docker.errors.APIError as exc:  # 409: a container still uses it
-            clock.say("cleanup", f"kept replaced image {image_id[:19]}: {exc.explanation}")
+        outcome = runtime.image_remove_untagged(image_id)
+        if outcome not in {"gone", "still tagged"}:
+            clock.say("cleanup", f"replaced image {image_id[:19]}: {outcome}")
 
 
 def var_dir() -> Path:
@@ -119,7 +93,7 @@ def build_sandbox_image(
     mirror: str = DEFAULT_MIRROR,
     rebuild: bool = False,
     progress: Progress = print,
-    client: docker.DockerClient | None = None,
+    runtime: SandboxRuntime,
 ) -> bool:
     """Make sure ``image`` exists, building it (and its base) when needed.
 
@@ -127,26 +101,25 @@ def build_sandbox_image(
     is False. ``rebuild=True`` rebuilds both the base and the sandbox image.
 
     The base is made with debootstrap, which needs root; debootstrap is installed with
-    apt-get when missing. The import uses the ``docker`` CLI on PATH, the build uses
-    ``client``: both must reach the same engine (the default socket, or ``DOCKER_HOST``).
+    apt-get when missing. The import uses the ``docker`` CLI on PATH, the build ``runtime``:
+    both must reach the same engine (the default socket, or ``DOCKER_HOST``).
 
     Raises SandboxBuildError, carrying the tail of the failing output, on any failure.
     """
-    client = client or _client()
-    if not rebuild and image_exists(client, image):
+    if not rebuild and runtime.image_id(image):
         progress(f"{image} already exists (rebuild=False); nothing to do")
         return False
 
     clock = _Clock(progress)
-    replaced = [_image_id(client, image), _image_id(client, base_image)]
-    if rebuild or not image_exists(client, base_image):
+    replaced = [runtime.image_id(image), runtime.image_id(base_image)]
+    if rebuild or not runtime.image_id(base_image):
         _build_base_image(base_image=base_image, mirror=mirror, clock=clock)
     else:
         clock.say("base", f"{base_image} already exists; reusing it")
 
-    _build_from_dockerfile(client=client, image=image, base_image=base_image, nocache=rebuild, clock=clock)
-    _remove_replaced(client, [old for old in replaced if old], clock)
-    size_mb = (client.images.get(image).attrs.get("Size") or 0) / 1e6
+    _build_from_dockerfile(runtime=runtime, image=image, base_image=base_image, nocache=rebuild, clock=clock)
+    _remove_replaced(runtime, [old for old in replaced if old], clock)
+    size_mb = runtime.image_size(image) / 1e6
     clock.say("done", f"built {image} ({size_mb:.0f} MB) in {clock.elapsed():.1f} s")
     return True
 
@@ -166,18 +139,6 @@ class _Clock:
 
     def say(self, step: str, text: str) -> None:
         self.progress(f"[{self.elapsed():6.1f}s] {step}: {text}")
-
-
-def _client() -> docker.DockerClient:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise SandboxBuildError(
-            "engine",
-            f"no Docker engine answers ({exc}); start one with scripts/dockerd.sh",
-        ) from exc
-    return client
 
 
 def _build_base_image(*, base_image: str, mirror: str, clock: _Clock) -> None:
@@ -298,48 +259,20 @@ def _remove_rootfs(rootfs: Path) -> None:
 
 
 def _build_from_dockerfile(
-    *, client: docker.DockerClient, image: str, base_image: str, nocache: bool, clock: _Clock
+    *, runtime: SandboxRuntime, image: str, base_image: str, nocache: bool, clock: _Clock
 ) -> None:
-    """The equivalent of ``docker build --network host --build-arg BASE=... -t IMAGE sandbox/``.
-
-    Uses the SDK (the classic builder, as with DOCKER_BUILDKIT=0): its JSON stream gives
-    step lines and errors without parsing a terminal UI.
-    """
+    """The equivalent of ``docker build --network host --build-arg BASE=... -t IMAGE sandbox/``."""
     clock.say("build", f"{image} from {SANDBOX_DIR / 'Dockerfile'} (BASE={base_image})")
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
-        stream = client.api.build(
-            path=str(SANDBOX_DIR),
-            dockerfile="Dockerfile",
-            tag=image,
-            buildargs={"BASE": base_image},
-            network_mode="host",
-            nocache=nocache,
-            pull=False,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for chunk in stream:
-            _handle_build_chunk(chunk, tail, clock)
-    except docker.errors.APIError as exc:
+        for line in runtime.image_build(
+            context_dir=str(SANDBOX_DIR), tag=image, buildargs={"BASE": base_image}, nocache=nocache
+        ):
+            tail.append(line)
+            if line.startswith("Step "):
+                clock.say("build", _shorten(line, 110))
+    except ImageBuildFailed as exc:
         raise SandboxBuildError("build", str(exc), tail) from exc
-
-
-def _handle_build_chunk(chunk: dict[str, Any], tail: collections.deque[str], clock: _Clock) -> None:
-    if "error" in chunk:
-        detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-        raise SandboxBuildError("build", str(detail).strip(), tail)
-    text = chunk.get("stream")
-    if not text:
-        return
-    for line in text.splitlines():
-        line = line.rstrip()
-        if not line:
-            continue
-        tail.append(line)
-        if line.startswith("Step "):
-            clock.say("build", _shorten(line, 110))
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -387,30 +320,3 @@ def _tail(f: IO[str]) -> list[str]:
 
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sandbox.builder", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    parser.add_argument("--image", default=DEFAULT_IMAGE)
-    parser.add_argument("--base-image", default=DEFAULT_BASE_IMAGE)
-    parser.add_argument("--mirror", default=DEFAULT_MIRROR)
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the base and the image")
-    args = parser.parse_args(argv)
-    try:
-        build_sandbox_image(
-            image=args.image,
-            base_image=args.base_image,
-            mirror=args.mirror,
-            rebuild=args.rebuild,
-            progress=lambda line: print(line, flush=True),
-        )
-    except SandboxBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,7 +38,8 @@ mkdir -p "$LOG_DIR"
 
 image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
 
-# The base and the sandbox: sandbox/builder.py, with the project's Python (it uses the Docker SDK).
+# The base and the sandbox: sandbox/builder.py through `manage.py build_sandbox_image`, with the
+# project's Python (the runtime speaks the Docker API).
 if ! { [ -x "$PY" ] && "$PY" -c 'import docker' 2>/dev/null; }; then
   log "setting up the project's Python first (scripts/setup.sh)"
   "$REPO_ROOT/scripts/setup.sh"
@@ -46,10 +47,10 @@ fi
 started=$(date +%s)
 if [ -n "$REBUILD" ] || [ -z "$(image_id "$BASE_IMAGE")" ]; then
   # The builder skips everything when the sandbox image exists; a missing base needs --rebuild.
-  log "building $BASE_IMAGE and $SANDBOX_IMAGE (sandbox/builder.py --rebuild)"
-  "$PY" -m sandbox.builder --rebuild --image "$SANDBOX_IMAGE" --base-image "$BASE_IMAGE"
+  log "building $BASE_IMAGE and $SANDBOX_IMAGE (manage.py build_sandbox_image --rebuild)"
+  "$PY" manage.py build_sandbox_image --rebuild --image "$SANDBOX_IMAGE" --base-image "$BASE_IMAGE"
 else
-  "$PY" -m sandbox.builder --image "$SANDBOX_IMAGE" --base-image "$BASE_IMAGE"
+  "$PY" manage.py build_sandbox_image --image "$SANDBOX_IMAGE" --base-image "$BASE_IMAGE"
 fi
 
 # build TAG CONTEXT [docker build options...]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from core_app.errors import DomainError
 from core_app.metrics import SESSION_CREATE_SECONDS
+from sandbox import builder
 from sessions_app import specs
 from sessions_app.audit import session_event_record
 from sessions_app.errors import (
@@ -336,3 +338,26 @@ def _notify_terminals(session: Session, status: str) -> None:
     ):
         if isinstance(result, Exception):
             logger.warning("session %s: %r failed: %r", session.public_id, receiver, result)
+
+
+# --- The sandbox image ---------------------------------------------------------------------------
+
+
+def sandbox_image_build(
+    *,
+    image: str,
+    rebuild: bool,
+    progress: Callable[[str], None],
+    base_image: str = builder.DEFAULT_BASE_IMAGE,
+    mirror: str = builder.DEFAULT_MIRROR,
+) -> bool:
+    """Make sure the sandbox image exists on the runtime's engine, building it offline when
+    missing (or always, with ``rebuild``). True when it built. Raises ``SandboxBuildError``."""
+    return builder.build_sandbox_image(
+        image=image,
+        base_image=base_image,
+        mirror=mirror,
+        rebuild=rebuild,
+        progress=progress,
+        runtime=get_runtime(),
+    )

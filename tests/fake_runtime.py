@@ -133,6 +133,21 @@ class FakeRuntime(SandboxRuntime):
         if volume:
             self.volumes.pop(ref.volume_name, None)
 
+    def image_id(self, image: str) -> str | None:
+        self._call("image_id")
+        return f"sha256:{image}"
+
+    def image_size(self, image: str) -> int:
+        return 0
+
+    def image_remove_untagged(self, image_id: str) -> str:
+        return "still tagged"
+
+    def image_build(
+        self, *, context_dir: str, tag: str, buildargs: Mapping[str, str], nocache: bool
+    ) -> Iterator[str]:
+        raise NotImplementedError("the fake runtime builds no images")
+
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
         self._call("list_sandboxes")
         return [

@@ -198,14 +198,15 @@ class SandboxRuntime(abc.ABC):
 
     def helper_private(self, ref: SandboxRef) -> HelperClient:
         """A helper of its own for one long stream (a download), so that pausing it for a slow
-        client pauses nobody else; it counts against the workspace's calls in flight. The
-        caller closes it."""
+        client pauses nobody else; it counts against the workspace's calls in flight. It closes
+        itself when its one stream ends, however that happens."""
         pool = self._pool()
         return HelperClient(
             self.open_stream(ref, HELPER_ARGV, workdir=HELPER_WORKDIR),
             label=f"{_label(ref)}/private",
             slots=pool.slots_for(_key(ref)),
             on_dead=lambda pid: self._kill_helper(ref, pid),
+            single_use=True,
         )
 
     def _forget_helper(self, ref: SandboxRef) -> None:
@@ -318,6 +319,34 @@ class SandboxRuntime(abc.ABC):
         creating the volume when it is missing. A volume that has files raises ``VolumeNotEmpty``
         unless ``replace``, which empties it first so the result equals the archive. The engine
         unpacks as it reads: callers check the archive reads back whole before calling this."""
+
+    # --- images (the sandbox image builder, sandbox/builder.py) --------------------------------
+
+    @abc.abstractmethod
+    def image_id(self, image: str) -> str | None:
+        """The id of ``image`` (a name:tag or an id), or None when the engine lacks it."""
+
+    @abc.abstractmethod
+    def image_size(self, image: str) -> int:
+        """The size in bytes of ``image``; 0 when it is missing."""
+
+    @abc.abstractmethod
+    def image_remove_untagged(self, image_id: str) -> str:
+        """Remove ``image_id`` if nothing tags it and no container uses it. Returns what happened,
+        as a short phrase for a progress line ("removed", "still tagged", "in use: ...");
+        gone already: "gone"."""
+
+    @abc.abstractmethod
+    def image_build(
+        self, *, context_dir: str, tag: str, buildargs: Mapping[str, str], nocache: bool
+    ) -> Iterator[str]:
+        """Build ``context_dir``'s Dockerfile as ``tag`` with host networking and no pull,
+        yielding its output lines as they come. A failing build raises ``ImageBuildFailed``
+        carrying the engine's message."""
+
+
+class ImageBuildFailed(Exception):
+    """An image build failed; ``str()`` is the engine's message."""
 
 
 def _key(ref: SandboxRef) -> str:

@@ -91,13 +91,14 @@ def problems(root: str) -> list[str]:
     return []
 
 
-def workspace_create(*, root: str, name: str, limit_bytes: int, uid: int, gid: int) -> str:
+def workspace_create(*, root: str, name: str, limit_bytes: int, uid: int, gid: int) -> tuple[str, bool]:
     """Make the subvolume ``root/name`` owned by ``uid:gid`` with a hard limit of ``limit_bytes``;
-    return its path. There already: kept as it is (with the limit it was made with). A limit
-    that cannot be set removes the subvolume made here and raises ``WorkspaceDiskFailure``."""
+    return its path and whether this call made it. There already (a workspace whose Docker
+    volume was lost, say): kept as it is, files and limit, and ``False``. A limit that cannot be
+    set removes the subvolume made here and raises ``WorkspaceDiskFailure``."""
     path = workspace_path(root=root, name=name)
     if is_subvolume(path):
-        return path
+        return path, False
     _run("subvolume", "create", path)
     try:
         os.chown(path, uid, gid)
@@ -107,7 +108,7 @@ def workspace_create(*, root: str, name: str, limit_bytes: int, uid: int, gid: i
         workspace_delete(path=path)
         raise
     logger.info("workspace subvolume %s made, limit %d MiB", path, limit_bytes // 2**20)
-    return path
+    return path, True
 
 
 def workspace_delete(*, path: str) -> None:

@@ -28,6 +28,7 @@ from core_app.metrics import DOCKER_ERRORS
 from sessions_app import specs as spec_helpers
 from sessions_app.runtime import btrfs
 from sessions_app.runtime.base import (
+    ImageBuildFailed,
     ProcessStream,
     SandboxInfo,
     SandboxRef,
@@ -324,7 +325,7 @@ class DockerRuntime(SandboxRuntime):
                 raise RuntimeFailure(
                     f"VIBECODE_SANDBOX_USER must be numeric (uid:gid), not {spec.user!r}."
                 ) from exc
-            path = btrfs.workspace_create(
+            path, made = btrfs.workspace_create(
                 root=root, name=spec.volume_name, limit_bytes=spec.disk_mb * 2**20, uid=uid, gid=gid
             )
             try:
@@ -335,7 +336,9 @@ class DockerRuntime(SandboxRuntime):
                     labels={**spec.labels, "vibecode.disk_mb": str(spec.disk_mb)},
                 )
             except Exception:
-                btrfs.workspace_delete(path=path)  # empty and just made here: nothing is lost
+                # Only a subvolume this call made is empty; one found there may hold a workspace.
+                if made:
+                    btrfs.workspace_delete(path=path)
                 raise
             self._volume_paths[spec.volume_name] = path
 
@@ -672,3 +675,69 @@ class DockerRuntime(SandboxRuntime):
                 with engine_errors("read the helper's output"):
                     output = container.logs(stdout=True, stderr=True)[-300:].decode(errors="replace")
                 raise RuntimeFailure(f"Could not empty the workspace volume {spec.volume_name}: {output}")
+
+    # --- images ---------------------------------------------------------------------------------
+
+    def image_id(self, image: str) -> str | None:
+        with engine_errors("inspect the image"):
+            try:
+                return str(self.client.api.inspect_image(image)["Id"])
+            except (NotFound, ImageNotFound):
+                return None
+
+    def image_size(self, image: str) -> int:
+        with engine_errors("inspect the image"):
+            try:
+                return int(self.client.api.inspect_image(image).get("Size") or 0)
+            except (NotFound, ImageNotFound):
+                return 0
+
+    def image_remove_untagged(self, image_id: str) -> str:
+        with engine_errors("remove the image"):
+            try:
+                if self.client.api.inspect_image(image_id).get("RepoTags"):
+                    return "still tagged"
+                self.client.api.remove_image(image_id)
+            except (NotFound, ImageNotFound):
+                return "gone"
+            except APIError as exc:
+                if exc.status_code == 409:  # a container still uses it
+                    return f"in use: {exc.explanation}"
+                raise
+        return "removed"
+
+    def image_build(
+        self, *, context_dir: str, tag: str, buildargs: Mapping[str, str], nocache: bool
+    ) -> Iterator[str]:
+        # The classic builder (as with DOCKER_BUILDKIT=0): its JSON stream gives step lines and
+        # errors without parsing a terminal UI. A step (apt-get) may be silent for minutes: a
+        # client of its own with a long read timeout.
+        client = docker.APIClient(
+            base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION, timeout=1800
+        )
+        try:
+            stream = client.build(
+                path=context_dir,
+                dockerfile="Dockerfile",
+                tag=tag,
+                buildargs=dict(buildargs),
+                network_mode="host",
+                nocache=nocache,
+                pull=False,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                    raise ImageBuildFailed(str(detail).strip())
+                for line in str(chunk.get("stream") or "").splitlines():
+                    if line.strip():
+                        yield line.rstrip()
+        except APIError as exc:
+            raise ImageBuildFailed(str(exc)) from exc
+        except DockerException as exc:
+            raise RuntimeUnavailable() from exc
+        finally:
+            client.close()

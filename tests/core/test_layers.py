@@ -44,7 +44,7 @@ def test_core_app_imports_no_other_app():
 def test_only_the_docker_backend_imports_docker():
     offenders = [
         relative(path)
-        for path in python_files(*APPS)
+        for path in python_files(*APPS, "sandbox", "vibecode_project")
         if any(module.split(".")[0] == "docker" for module in imported_modules(path))
     ]
     assert offenders == ["sessions_app/runtime/docker.py"]
@@ -53,9 +53,30 @@ def test_only_the_docker_backend_imports_docker():
 def test_only_services_and_the_health_check_call_get_runtime():
     callers = sorted(
         relative(path)
-        for path in python_files(*APPS)
+        for path in python_files(*APPS, "sandbox", "vibecode_project")
         if "get_runtime()" in path.read_text() and path.parent.name != "runtime"
     )
     allowed = {"services.py", "operations.py", "backups.py", "monitoring.py"}
     assert callers, "get_runtime() is called somewhere"
     assert [caller for caller in callers if Path(caller).name not in allowed] == []
+
+
+def test_the_program_inside_the_sandbox_lives_outside_the_apps():
+    assert (REPO_ROOT / "sandbox" / "agent.py").is_file()
+    assert not [
+        relative(path) for path in python_files(*APPS) if path.name in {"agent.py", "sandbox_agent.py"}
+    ]
+
+
+def test_no_import_in_a_function_outside_app_ready():
+    """Imports inside functions hide cycles; the one place for them is ``AppConfig.ready()``."""
+    offenders = []
+    for path in python_files(*APPS, "sandbox"):
+        if path.name == "agent.py" and path.parent.name == "sandbox":
+            continue  # the in-sandbox program, sent as source: it imports only the stdlib
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name != "ready":
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        offenders.append(f"{relative(path)}:{inner.lineno} in {node.name}()")
+    assert offenders == []

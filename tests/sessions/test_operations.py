@@ -19,6 +19,7 @@ from docker.errors import NotFound
 import sessions_app.runtime.docker
 from sessions_app import services, specs
 from sessions_app.models import Quota, Session, SessionEvent, new_public_id
+from sessions_app.runtime import docker as docker_backend
 from sessions_app.runtime import get_runtime
 from sessions_app.selectors import quota_for
 
@@ -414,10 +415,14 @@ def test_build_sandbox_image_does_nothing_when_the_image_is_present(engine):
     assert out.splitlines()[-1] == f"image {settings.VIBECODE_SANDBOX_IMAGE} already present (use --rebuild)"
 
 
-def test_build_sandbox_image_turns_a_build_failure_into_a_command_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing-listens-here.sock")
+def test_build_sandbox_image_turns_an_unreachable_engine_into_a_command_error(monkeypatch, tmp_path):
+    # A real client of an engine socket nobody listens on, in place of the process's shared one.
+    nowhere = docker.DockerClient(base_url=f"unix://{tmp_path}/nothing-listens-here.sock", timeout=5)
+    monkeypatch.setattr(docker_backend, "_client", nowhere)
 
-    with pytest.raises(CommandError, match="could not build other:tag: engine: no Docker engine answers"):
+    with pytest.raises(
+        CommandError, match="could not build other:tag: The container engine is not reachable"
+    ):
         run("build_sandbox_image", "--image", "other:tag")
 
 

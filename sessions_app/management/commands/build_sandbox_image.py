@@ -5,7 +5,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sandbox.builder import SandboxBuildError, build_sandbox_image
+from core_app.errors import DomainError
+from sandbox.builder import DEFAULT_BASE_IMAGE, DEFAULT_MIRROR, SandboxBuildError
+from sessions_app.services import sandbox_image_build
 
 
 class Command(BaseCommand):
@@ -22,13 +24,25 @@ class Command(BaseCommand):
         parser.add_argument(
             "--image", default=None, help="Image name:tag to build (default: VIBECODE_SANDBOX_IMAGE)."
         )
+        parser.add_argument(
+            "--base-image", default=DEFAULT_BASE_IMAGE, help="The debootstrap base image to make or reuse."
+        )
+        parser.add_argument("--mirror", default=DEFAULT_MIRROR, help="The Debian mirror debootstrap uses.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         image: str = options["image"] or settings.VIBECODE_SANDBOX_IMAGE
         try:
-            built = build_sandbox_image(image=image, rebuild=options["rebuild"], progress=self._progress)
+            built = sandbox_image_build(
+                image=image,
+                base_image=options["base_image"],
+                mirror=options["mirror"],
+                rebuild=options["rebuild"],
+                progress=self._progress,
+            )
         except SandboxBuildError as exc:
             raise CommandError(f"could not build {image}: {exc}") from exc
+        except DomainError as exc:  # the engine does not answer, or refuses
+            raise CommandError(f"could not build {image}: {exc.detail}") from exc
         if built:
             self.stdout.write(self.style.SUCCESS(f"image {image} built"))
         else:
