@@ -92,8 +92,10 @@ def test_the_17th_terminal_of_a_user_is_refused_with_4403(wire):
                     late.wait_for(r"LATE42", since=mark)
                 break
             except ConnectionClosed:
-                # The closed terminal's slot is given back when its disconnect has run.
+                # The closed terminal's slot is given back when its disconnect has run. Pause
+                # between tries: each is a handshake, and handshakes are rate limited.
                 assert time.monotonic() < deadline, "the closed terminal's slot never came back"
+                time.sleep(0.5)
 
 
 # --- 3. a client that acknowledges everything and reads nothing -----------------------------------
