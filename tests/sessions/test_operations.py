@@ -417,7 +417,8 @@ def test_build_sandbox_image_does_nothing_when_the_image_is_present(engine):
 
 def test_build_sandbox_image_turns_an_unreachable_engine_into_a_command_error(monkeypatch, tmp_path):
     # A real client of an engine socket nobody listens on, in place of the process's shared one.
-    nowhere = docker.DockerClient(base_url=f"unix://{tmp_path}/nothing-listens-here.sock", timeout=5)
+    socket_path = f"unix://{tmp_path}/nothing-listens-here.sock"
+    nowhere = docker.DockerClient(base_url=socket_path, version="1.41", timeout=5)  # no version probe
     monkeypatch.setattr(docker_backend, "_client", nowhere)
 
     with pytest.raises(
