@@ -33,10 +33,15 @@ function diskMeter(stats) {
   return disk;
 }
 
+// Polling stops as soon as a form is sent (suspend, resume, delete): a stats request still in
+// flight would otherwise come back 409 for a session that has just stopped.
+const polling = new AbortController();
+
 async function refreshMeters() {
   for (const meter of document.querySelectorAll(".meter[data-stats-url]")) {
+    if (polling.signal.aborted) return;
     try {
-      const stats = await api("GET", meter.dataset.statsUrl);
+      const stats = await api("GET", meter.dataset.statsUrl, { signal: polling.signal });
       const share = stats.memory_limit_bytes ? stats.memory_bytes / stats.memory_limit_bytes : 0;
       meter.replaceChildren();
       const bar = document.createElement("span");
@@ -48,7 +53,8 @@ async function refreshMeters() {
       text.className = "meter-text";
       text.textContent = `CPU ${stats.cpu_percent.toFixed(0)}% · ${formatBytes(stats.memory_bytes)}`;
       meter.append(bar, text, diskMeter(stats));
-    } catch {
+    } catch (error) {
+      if (error.name === "AbortError") return;
       meter.textContent = "–";
     }
   }
@@ -85,4 +91,13 @@ function enhanceCreate() {
 
 enhanceCreate();
 refreshMeters();
-setInterval(refreshMeters, 5000);
+const meters = setInterval(refreshMeters, 5000);
+document.addEventListener(
+  "submit",
+  (event) => {
+    if (event.target.matches("[data-testid=create-form]")) return; // stays on this page if refused
+    clearInterval(meters);
+    polling.abort();
+  },
+  { capture: true },
+);
