@@ -31,9 +31,13 @@ def bench_django() -> Iterator[Any]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vibecode_project.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # Benchmarks call the API far faster than a person; the limits are not what is measured.
-    for rate in ("VIBECODE_RATE_API", "VIBECODE_RATE_EXEC", "VIBECODE_RATE_SAVE"):
+    rates = ("VIBECODE_RATE_API", "VIBECODE_RATE_EXEC", "VIBECODE_RATE_SAVE")
+    for rate in (*rates, "VIBECODE_RATE_TERMINAL_USER", "VIBECODE_RATE_TERMINAL_IP"):
         os.environ[rate] = "100000/m"
-    os.environ.update(VIBECODE_MAX_SESSIONS="1000", VIBECODE_MAX_RUNNING="1000")
+    # The terminal benchmark's one user holds hundreds of idle terminals for its memory figure.
+    os.environ.update(
+        VIBECODE_MAX_SESSIONS="1000", VIBECODE_MAX_RUNNING="1000", VIBECODE_MAX_TERMINALS_PER_USER="1000"
+    )
 
     import django
 

@@ -39,8 +39,8 @@ FRAME_MAX = 64 * 1024
 WINDOW_BYTES = 1024 * 1024
 # Output daphne holds for a client that does not read (its TCP window is full); past this the
 # pump stops reading the exec socket too, whatever the client acknowledges.
-WRITE_BUFFER_BYTES = 256 * 1024
-WRITE_BUFFER_POLL_SECONDS = 0.02
+WRITE_BUFFER_BYTES = 1024 * 1024
+WRITE_BUFFER_POLL_SECONDS = 0.005
 ACTIVITY_EVERY_SECONDS = 30.0
 
 CLOSE_NORMAL = 1000
