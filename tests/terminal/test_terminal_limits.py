@@ -166,8 +166,8 @@ def test_a_client_that_acks_hugely_without_reading_keeps_daphne_memory_flat(wire
             f"\nno-read flood: daphne RSS before {before // 1024} MB, peak {max(samples) // 1024} MB, "
             f"last {samples[-1] // 1024} MB"
         )
-        assert max(samples) - before < 12 * 1024
-        assert samples[-1] - samples[len(samples) // 2] < 4 * 1024, "memory was still growing"
+        assert max(samples) - before < 16 * 1024
+        assert samples[-1] - samples[len(samples) // 2] < 6 * 1024, "memory was still growing"
         # Keystrokes still go through while the output is held: Ctrl-C ends the flood.
         sock.sendall(_frame(json.dumps({"type": "input", "data": "\x03"}).encode()))
         deadline = time.monotonic() + WAIT
