@@ -166,30 +166,29 @@ def _root_id(path: str) -> int | None:
     """The subvolume id of ``path`` (BTRFS_IOC_INO_LOOKUP with objectid 256, tree 0)."""
     buffer = bytearray(4096)
     struct.pack_into("=QQ", buffer, 0, 0, SUBVOLUME_ROOT_INODE)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
+    if not _dir_ioctl(path, BTRFS_IOC_INO_LOOKUP, buffer):
         return None
-    try:
-        fcntl.ioctl(fd, BTRFS_IOC_INO_LOOKUP, buffer)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     return int(struct.unpack_from("=Q", buffer, 0)[0])
 
 
 def _fsid(path: str) -> str | None:
     """The filesystem's UUID (its sysfs directory name), or None when not btrfs."""
     buffer = bytearray(1024)
+    if not _dir_ioctl(path, BTRFS_IOC_FS_INFO, buffer):
+        return None
+    return str(uuid.UUID(bytes=bytes(buffer[16:32])))
+
+
+def _dir_ioctl(path: str, request: int, buffer: bytearray) -> bool:
+    """Run ``ioctl(request)`` on the directory ``path``, filling ``buffer``; False on any error."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        return None
+        return False
     try:
-        fcntl.ioctl(fd, BTRFS_IOC_FS_INFO, buffer)
+        fcntl.ioctl(fd, request, buffer)
     except OSError:
-        return None
+        return False
     finally:
         os.close(fd)
-    return str(uuid.UUID(bytes=bytes(buffer[16:32])))
+    return True

@@ -4,6 +4,19 @@
 import { api } from "./ide/api.js";
 import { formatBytes } from "./ide/ui.js";
 
+// A meter's bar filled to ``share`` (0 to 1) and its caption.
+function meterParts(share, caption) {
+  const bar = document.createElement("span");
+  bar.className = "meter-bar";
+  const fill = document.createElement("span");
+  fill.style.width = `${Math.min(100, share * 100).toFixed(1)}%`;
+  bar.append(fill);
+  const text = document.createElement("span");
+  text.className = "meter-text";
+  text.textContent = caption;
+  return [bar, text];
+}
+
 // The workspace's disk of its quota; warns from 90 % (writes fail once it is full).
 const DISK_WARN_SHARE = 0.9;
 
@@ -16,14 +29,9 @@ function diskMeter(stats) {
     return disk;
   }
   const share = stats.disk_bytes / stats.disk_limit_bytes;
-  const bar = document.createElement("span");
-  bar.className = "meter-bar";
-  const fill = document.createElement("span");
-  fill.style.width = `${Math.min(100, share * 100).toFixed(1)}%`;
-  bar.append(fill);
-  const text = document.createElement("span");
-  text.className = "meter-text";
-  text.textContent = `Disk ${formatBytes(stats.disk_bytes)} / ${formatBytes(stats.disk_limit_bytes)}`;
+  const [bar, text] = meterParts(
+    share, `Disk ${formatBytes(stats.disk_bytes)} / ${formatBytes(stats.disk_limit_bytes)}`,
+  );
   if (share >= DISK_WARN_SHARE) {
     disk.classList.add("meter-warn");
     text.textContent += " · almost full";
@@ -44,14 +52,9 @@ async function refreshMeters() {
       const stats = await api("GET", meter.dataset.statsUrl, { signal: polling.signal });
       const share = stats.memory_limit_bytes ? stats.memory_bytes / stats.memory_limit_bytes : 0;
       meter.replaceChildren();
-      const bar = document.createElement("span");
-      bar.className = "meter-bar";
-      const fill = document.createElement("span");
-      fill.style.width = `${Math.min(100, share * 100).toFixed(1)}%`;
-      bar.append(fill);
-      const text = document.createElement("span");
-      text.className = "meter-text";
-      text.textContent = `CPU ${stats.cpu_percent.toFixed(0)}% · ${formatBytes(stats.memory_bytes)}`;
+      const [bar, text] = meterParts(
+        share, `CPU ${stats.cpu_percent.toFixed(0)}% · ${formatBytes(stats.memory_bytes)}`,
+      );
       meter.append(bar, text, diskMeter(stats));
     } catch (error) {
       if (error.name === "AbortError") return;
