@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core_app.api.throttling import ApiRateThrottle, ExecRateThrottle, SaveRateThrottle
-from core_app.streaming import async_chunks as _async_chunks
+from core_app.streaming import streaming_body
 from sessions_app.api.views import SessionAPIView
 from workspace_app import services
 from workspace_app.api.serializers import (
@@ -181,7 +181,7 @@ class FileDownloadView(SessionAPIView):
             session=self.get_session(request, session_id), path=_path(request)
         )
         # Under ASGI stream asynchronously; the test client (WSGI) takes the plain iterator.
-        body = _async_chunks(download.chunks) if request.META.get("wsgi.version") is None else download.chunks
+        body = streaming_body(request, download.chunks)
         response = StreamingHttpResponse(body, content_type=download.content_type)
         response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(download.filename)}"
         response["X-Content-Type-Options"] = "nosniff"
