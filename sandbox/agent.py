@@ -36,6 +36,7 @@ import queue
 import select
 import shutil
 import signal
+import socket
 import stat
 import struct
 import subprocess
@@ -1007,6 +1008,247 @@ def serve():
         workers.submit(run, request_id, op, args, [payload])
 
 
+# --- tunnel mode: TCP connections both ways, over this process's stdin/stdout -------------------
+#
+# Started as ``... tunnel <egress_port>``, a second helper process carries TCP connections between
+# the backend and 127.0.0.1 inside the sandbox, like ``kubectl port-forward`` through the API
+# server: previews (the backend opens a channel to a port) and package egress (a program in the
+# sandbox connects to 127.0.0.1:<egress_port>; the backend gets the connection as a channel).
+# Same frames as ``serve``. Backend to here: ``open`` {ch, port}, ``data`` {ch} + bytes,
+# ``credit`` {ch, n}, ``eof`` {ch}, ``close`` {ch}. Here to the backend: ``hello``, ``beat``,
+# ``opened``/``refused`` {ch}, ``accept`` {ch} (an egress connection; its id is negative),
+# ``data``, ``credit``, ``eof``, ``closed``. Each direction of a channel has a window of
+# TUNNEL_WINDOW bytes: a side sends no more than the other has granted, so neither buffers more
+# than that per channel, and a reader that stalls stalls only its own connection.
+
+TUNNEL_WINDOW = 1024 * 1024
+TUNNEL_FRAME = 256 * 1024
+TUNNEL_CREDIT_BATCH = 64 * 1024
+TUNNEL_MAX_CHANNELS = 512
+
+
+class _TunnelChannel:
+    def __init__(self, ch, sock, *, connecting):
+        self.ch = ch
+        self.sock = sock
+        self.connecting = connecting
+        self.send_credit = TUNNEL_WINDOW  # bytes we may still send to the backend
+        self.inbox = bytearray()  # from the backend, not yet written to the socket
+        self.written = 0  # written to the socket since the last credit we granted
+        self.read_eof = False  # the socket said EOF (sent to the backend)
+        self.write_eof = False  # the backend said EOF (shut down our write side once flushed)
+        self.shut = False
+
+
+def tunnel(egress_port):
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    stdin_fd = sys.stdin.buffer.fileno()
+    stdout_fd = sys.stdout.buffer.fileno()
+    os.set_blocking(stdin_fd, False)
+    os.set_blocking(stdout_fd, False)
+    outbox = bytearray()
+    inbuf = bytearray()
+    channels = {}
+    next_accept = [-1]
+
+    def emit(header, payload=b""):
+        header = dict(header, size=len(payload))
+        data = json.dumps(header, separators=(",", ":")).encode()
+        outbox.extend(struct.pack(">I", len(data)) + data)
+        outbox.extend(payload)
+
+    def interest(chan):
+        if chan.sock is None:
+            return
+        events = 0
+        if chan.connecting or chan.inbox or (chan.write_eof and not chan.shut):
+            events |= selectors.EVENT_WRITE
+        readable = not chan.connecting and not chan.read_eof and chan.send_credit > 0
+        if readable and len(outbox) < 4 * TUNNEL_WINDOW:
+            events |= selectors.EVENT_READ
+        key = sel.get_map().get(chan.sock)
+        if events and key is None:
+            sel.register(chan.sock, events, chan)
+        elif events and key.events != events:
+            sel.modify(chan.sock, events, chan)
+        elif not events and key is not None:
+            sel.unregister(chan.sock)
+
+    def drop(chan, *, tell=True):
+        if channels.pop(chan.ch, None) is None:
+            return
+        if chan.sock is not None:
+            if chan.sock in sel.get_map():
+                sel.unregister(chan.sock)
+            chan.sock.close()
+        if tell:
+            emit({"ev": "closed", "ch": chan.ch})
+
+    def on_frame(header, payload):
+        op, ch = header.get("op"), header.get("ch")
+        chan = channels.get(ch)
+        if op == "open" and isinstance(ch, int) and ch > 0 and chan is None:
+            port = header.get("port")
+            if not isinstance(port, int) or not 0 < port < 65536 or len(channels) >= TUNNEL_MAX_CHANNELS:
+                emit({"ev": "refused", "ch": ch, "error": "bad port or too many connections"})
+                return
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex(("127.0.0.1", port))
+            if err not in (0, errno.EINPROGRESS):
+                sock.close()
+                emit({"ev": "refused", "ch": ch, "error": os.strerror(err)})
+                return
+            chan = channels[ch] = _TunnelChannel(ch, sock, connecting=True)
+            interest(chan)
+        elif chan is None:
+            return  # closed already on this side; its late frames are dropped
+        elif op == "data":
+            chan.inbox.extend(payload)
+            if len(chan.inbox) > TUNNEL_WINDOW:
+                drop(chan)  # the backend ignored our window
+                return
+            interest(chan)
+        elif op == "credit":
+            chan.send_credit += int(header.get("n") or 0)
+            interest(chan)
+        elif op == "eof":
+            chan.write_eof = True
+            interest(chan)
+        elif op == "close":
+            drop(chan, tell=False)
+
+    def on_stdin():
+        while True:
+            try:
+                chunk = os.read(stdin_fd, 1 << 20)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            inbuf.extend(chunk)
+            while len(inbuf) >= 4:
+                (length,) = struct.unpack(">I", inbuf[:4])
+                if len(inbuf) < 4 + length:
+                    break
+                header = json.loads(inbuf[4 : 4 + length])
+                size = int(header.get("size") or 0)
+                if len(inbuf) < 4 + length + size:
+                    break
+                payload = bytes(inbuf[4 + length : 4 + length + size])
+                del inbuf[: 4 + length + size]
+                on_frame(header, payload)
+
+    def on_socket(chan, events):
+        if chan.connecting:
+            err = chan.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                channels.pop(chan.ch, None)
+                sel.unregister(chan.sock)
+                chan.sock.close()
+                emit({"ev": "refused", "ch": chan.ch, "error": os.strerror(err)})
+                return
+            chan.connecting = False
+            emit({"ev": "opened", "ch": chan.ch})
+        if events & selectors.EVENT_WRITE and chan.inbox:
+            try:
+                sent = chan.sock.send(chan.inbox)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                drop(chan)
+                return
+            del chan.inbox[:sent]
+            chan.written += sent
+            if chan.written >= TUNNEL_CREDIT_BATCH or not chan.inbox:
+                emit({"ev": "credit", "ch": chan.ch, "n": chan.written})
+                chan.written = 0
+        if chan.write_eof and not chan.inbox and not chan.shut:
+            chan.shut = True
+            try:
+                chan.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if events & selectors.EVENT_READ:
+            try:
+                data = chan.sock.recv(min(chan.send_credit, TUNNEL_FRAME))
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""
+            if data:
+                chan.send_credit -= len(data)
+                emit({"ev": "data", "ch": chan.ch}, data)
+            elif data is not None:
+                chan.read_eof = True
+                emit({"ev": "eof", "ch": chan.ch})
+        if chan.read_eof and chan.shut and not chan.inbox:
+            drop(chan)
+            return
+        interest(chan)
+
+    def on_accept(listener):
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            return
+        if len(channels) >= TUNNEL_MAX_CHANNELS:
+            sock.close()
+            return
+        sock.setblocking(False)
+        ch = next_accept[0]
+        next_accept[0] -= 1
+        chan = channels[ch] = _TunnelChannel(ch, sock, connecting=False)
+        emit({"ev": "accept", "ch": ch, "kind": "egress"})
+        interest(chan)
+
+    sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
+    if egress_port:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Each backend replica has a tunnel of its own: they share the port.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            listener.bind(("127.0.0.1", egress_port))
+            listener.listen(64)
+            listener.setblocking(False)
+            sel.register(listener, selectors.EVENT_READ, "listener")
+        except OSError as exc:  # taken by the user's own program: no egress for them
+            emit({"id": 0, "ev": "warning", "detail": f"egress port {egress_port}: {exc}"})
+    emit({"id": 0, "hello": True, "pid": os.getpid()})
+    next_beat = time.monotonic() + HEARTBEAT_SECONDS
+    stdout_registered = False
+    while True:
+        if outbox and not stdout_registered:
+            sel.register(stdout_fd, selectors.EVENT_WRITE, "stdout")
+            stdout_registered = True
+        timeout = max(next_beat - time.monotonic(), 0)
+        for key, events in sel.select(timeout):
+            if key.data == "stdin":
+                if not on_stdin():
+                    return
+            elif key.data == "stdout":
+                try:
+                    sent = os.write(stdout_fd, outbox[:TUNNEL_WINDOW])
+                except BlockingIOError:
+                    sent = 0
+                del outbox[:sent]
+                if not outbox:
+                    sel.unregister(stdout_fd)
+                    stdout_registered = False
+                    for chan in list(channels.values()):
+                        interest(chan)
+            elif key.data == "listener":
+                on_accept(key.fileobj)
+            elif key.data.ch in channels:
+                on_socket(key.data, events)
+        if time.monotonic() >= next_beat:
+            next_beat = time.monotonic() + HEARTBEAT_SECONDS
+            emit({"id": 0, "beat": True})
+
+
 def main():
     os.umask(0o022)
     os.chdir("/")
@@ -1016,6 +1258,9 @@ def main():
     # Orphans of runs (setsid, double forks) come back to this helper, which kills them when
     # their run ends.
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if len(sys.argv) >= 2 and sys.argv[1] == "tunnel":
+        tunnel(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+        return
     kill_runs_of_dead_helpers()
     serve()
 

@@ -19,6 +19,7 @@ Docker backend speaks the Docker API), plus the ``docker`` CLI for ``docker impo
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import shlex
 import shutil
@@ -81,6 +82,15 @@ def _remove_replaced(runtime: SandboxRuntime, image_ids: list[str], clock: _Cloc
             clock.say("cleanup", f"replaced image {image_id[:19]}: {outcome}")
 
 
+RECIPE_LABEL = "vibecode.recipe"
+
+
+def recipe() -> str:
+    """A digest of sandbox/Dockerfile: an image labelled with another one is rebuilt (its base is
+    kept), so a package added to the Dockerfile reaches every checkout's next setup."""
+    return hashlib.sha256((SANDBOX_DIR / "Dockerfile").read_bytes()).hexdigest()[:16]
+
+
 def var_dir() -> Path:
     """The project's runtime directory (``VIBECODE_VAR_DIR``, default ``<repo>/var``)."""
     return Path(os.environ.get("VIBECODE_VAR_DIR") or REPO_ROOT / "var")
@@ -107,8 +117,10 @@ def build_sandbox_image(
     Raises SandboxBuildError, carrying the tail of the failing output, on any failure.
     """
     if not rebuild and runtime.image_id(image):
-        progress(f"{image} already exists (rebuild=False); nothing to do")
-        return False
+        if runtime.image_labels(image).get(RECIPE_LABEL) == recipe():
+            progress(f"{image} already exists and matches sandbox/Dockerfile; nothing to do")
+            return False
+        progress(f"{image} was built from another sandbox/Dockerfile; rebuilding it on its base")
 
     clock = _Clock(progress)
     replaced = [runtime.image_id(image), runtime.image_id(base_image)]
@@ -266,7 +278,11 @@ def _build_from_dockerfile(
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
         for line in runtime.image_build(
-            context_dir=str(SANDBOX_DIR), tag=image, buildargs={"BASE": base_image}, nocache=nocache
+            context_dir=str(SANDBOX_DIR),
+            tag=image,
+            buildargs={"BASE": base_image},
+            nocache=nocache,
+            labels={RECIPE_LABEL: recipe()},
         ):
             tail.append(line)
             if line.startswith("Step "):

@@ -137,6 +137,9 @@ class FakeRuntime(SandboxRuntime):
         self._call("image_id")
         return f"sha256:{image}"
 
+    def image_labels(self, image: str) -> dict[str, str]:
+        return {}
+
     def image_size(self, image: str) -> int:
         return 0
 
@@ -144,7 +147,13 @@ class FakeRuntime(SandboxRuntime):
         return "still tagged"
 
     def image_build(
-        self, *, context_dir: str, tag: str, buildargs: Mapping[str, str], nocache: bool
+        self,
+        *,
+        context_dir: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        nocache: bool,
+        labels: Mapping[str, str] | None = None,
     ) -> Iterator[str]:
         raise NotImplementedError("the fake runtime builds no images")
 

@@ -327,6 +327,10 @@ class SandboxRuntime(abc.ABC):
         """The id of ``image`` (a name:tag or an id), or None when the engine lacks it."""
 
     @abc.abstractmethod
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The labels of ``image``; empty when it is missing or has none."""
+
+    @abc.abstractmethod
     def image_size(self, image: str) -> int:
         """The size in bytes of ``image``; 0 when it is missing."""
 
@@ -338,9 +342,15 @@ class SandboxRuntime(abc.ABC):
 
     @abc.abstractmethod
     def image_build(
-        self, *, context_dir: str, tag: str, buildargs: Mapping[str, str], nocache: bool
+        self,
+        *,
+        context_dir: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        nocache: bool,
+        labels: Mapping[str, str] | None = None,
     ) -> Iterator[str]:
-        """Build ``context_dir``'s Dockerfile as ``tag`` with host networking and no pull,
+        """Build ``context_dir``'s Dockerfile as ``tag`` (with ``labels``), host networking and no pull,
         yielding its output lines as they come. A failing build raises ``ImageBuildFailed``
         carrying the engine's message."""
 

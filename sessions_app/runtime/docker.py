@@ -685,6 +685,13 @@ class DockerRuntime(SandboxRuntime):
             except (NotFound, ImageNotFound):
                 return None
 
+    def image_labels(self, image: str) -> dict[str, str]:
+        with engine_errors("inspect the image"):
+            try:
+                return dict(self.client.api.inspect_image(image).get("Config", {}).get("Labels") or {})
+            except (NotFound, ImageNotFound):
+                return {}
+
     def image_size(self, image: str) -> int:
         with engine_errors("inspect the image"):
             try:
@@ -707,7 +714,13 @@ class DockerRuntime(SandboxRuntime):
         return "removed"
 
     def image_build(
-        self, *, context_dir: str, tag: str, buildargs: Mapping[str, str], nocache: bool
+        self,
+        *,
+        context_dir: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        nocache: bool,
+        labels: Mapping[str, str] | None = None,
     ) -> Iterator[str]:
         # The classic builder (as with DOCKER_BUILDKIT=0): its JSON stream gives step lines and
         # errors without parsing a terminal UI. A step (apt-get) may be silent for minutes: a
@@ -723,6 +736,7 @@ class DockerRuntime(SandboxRuntime):
                 buildargs=dict(buildargs),
                 network_mode="host",
                 nocache=nocache,
+                labels=dict(labels or {}),
                 pull=False,
                 rm=True,
                 forcerm=True,
