@@ -324,7 +324,8 @@ class Tunnel:
             stream, self._stream = self._stream, None
             channels = list(self._channels.values())
             self._channels.clear()
-        logger.warning("tunnel %s declared dead: %s", self.label, reason)
+        level = logging.INFO if reason in {"closed", "its stream ended"} else logging.WARNING
+        logger.log(level, "tunnel %s declared dead: %s", self.label, reason)
         if stream is not None:
             stream.close()
         for channel in channels:
@@ -335,8 +336,8 @@ class Tunnel:
         if self._on_dead is not None:
             try:
                 self._on_dead(self.pid)
-            except Exception:
-                logger.warning("tunnel %s: could not kill the old process", self.label, exc_info=True)
+            except Exception as exc:  # its container stopped or went: nothing left to kill
+                logger.info("tunnel %s: did not kill the old process (%s)", self.label, exc)
 
     def close(self) -> None:
         self.declare_dead("closed")
