@@ -334,9 +334,13 @@ def session_tunnel(*, session: Session) -> Tunnel:
     return get_runtime().tunnel(specs.session_ref(session), owner=session.public_id)
 
 
-def session_tunnel_ensure(*, session: Session) -> None:
-    """Start the session's tunnel in the background if this process has none, so that package
-    egress works from the first ``pip install``. Best effort: failures are logged, not raised."""
+TUNNEL_READY_SECONDS = 5.0
+
+
+def session_tunnel_ensure(*, session: Session, wait: bool = False) -> None:
+    """Make sure the session's tunnel runs in this process, so that package egress works from
+    the first ``pip install``: in the background, or (``wait``) until its egress port listens.
+    Best effort: failures are logged, never raised; the next call tries again."""
     if session.status != Session.Status.RUNNING:
         return
     runtime, ref = get_runtime(), specs.session_ref(session)
@@ -345,11 +349,14 @@ def session_tunnel_ensure(*, session: Session) -> None:
 
     def start() -> None:
         try:
-            runtime.tunnel(ref, owner=session.public_id)
+            runtime.tunnel(ref, owner=session.public_id).wait_ready(TUNNEL_READY_SECONDS)
         except Exception as exc:
             logger.info("session %s: no tunnel yet (%s)", session.public_id, exc)
 
-    threading.Thread(target=start, name=f"tunnel-start-{session.public_id}", daemon=True).start()
+    if wait:
+        start()
+    else:
+        threading.Thread(target=start, name=f"tunnel-start-{session.public_id}", daemon=True).start()
 
 
 def session_stats(*, session: Session) -> SandboxStats:

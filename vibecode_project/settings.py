@@ -316,6 +316,15 @@ VIBECODE_HELPER_STALL_SECONDS = env_int("VIBECODE_HELPER_STALL_SECONDS", 8, mini
 VIBECODE_HELPER_MAX_CALLS = env_int("VIBECODE_HELPER_MAX_CALLS", 16, minimum=1)
 VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
 
+# --- Preview proxy (issue 14; preview_app/proxy.py) ---
+# Open preview connections (HTTP requests in flight and WebSockets) per workspace and process,
+# then 503; request bodies over the cap answer 413; a connection with no bytes either way for the
+# idle time is closed.
+VIBECODE_PREVIEW_MAX_CONNECTIONS = env_int("VIBECODE_PREVIEW_MAX_CONNECTIONS", 64, minimum=1)
+VIBECODE_PREVIEW_MAX_BODY_MB = env_int("VIBECODE_PREVIEW_MAX_BODY_MB", 100, minimum=1)
+VIBECODE_PREVIEW_IDLE_SECONDS = env_int("VIBECODE_PREVIEW_IDLE_SECONDS", 300, minimum=5)
+# --- end of preview proxy ---
+
 # --- Terminals ---------------------------------------------------------------------------------
 
 # Open terminal WebSockets per user, across replicas (counted in Redis).

@@ -210,9 +210,7 @@ def test_connections_from_the_sandbox_reach_the_accept_handler(session):
 
 
 @pytest.mark.parametrize("attack", ["kill", "stop", "garbage"])
-def test_a_tunnel_the_tenant_breaks_is_replaced_and_only_their_connections_fail(
-    attack, session, bob_api
-):
+def test_a_tunnel_the_tenant_breaks_is_replaced_and_only_their_connections_fail(attack, session, bob_api):
     other = create_session(bob_api, "bystander")
     start_echo(other, 7000)
     assert roundtrip(other, 7000, b"before") == b"before"
