@@ -141,6 +141,22 @@ class ExecResult:
 
 
 @dataclass(frozen=True)
+class ListeningPort:
+    """A TCP port something listens on inside a sandbox (the helper's ``ports`` op)."""
+
+    port: int
+    address: str  # "127.0.0.1", "0.0.0.0", "::", "::1", ...
+    pid: int | None  # None when the owner is not the sandbox user's to see
+    command: str
+
+
+@dataclass(frozen=True)
+class PortsReport:
+    ports: list[ListeningPort]
+    truncated: bool  # more were listening than the helper reports
+
+
+@dataclass(frozen=True)
 class SandboxInfo:
     """A sandbox found on the engine by its labels (for reconciliation and cleanup)."""
 
@@ -208,6 +224,22 @@ class SandboxRuntime(abc.ABC):
             on_dead=lambda pid: self._kill_helper(ref, pid),
             single_use=True,
         )
+
+    def listening_ports(self, ref: SandboxRef) -> PortsReport:
+        """The TCP ports listening inside a running sandbox, read from its ``/proc/net/tcp{,6}``
+        by the helper, with the owning process where it can be seen. A bounded list (the helper
+        caps it). Raises ``SandboxNotRunning`` like :meth:`helper`."""
+        raw = self.helper(ref).call("ports", {}).result
+        ports = [
+            ListeningPort(
+                port=int(item["port"]),
+                address=str(item["address"]),
+                pid=int(item["pid"]) if item.get("pid") is not None else None,
+                command=str(item.get("command") or ""),
+            )
+            for item in raw.get("ports", [])
+        ]
+        return PortsReport(ports=ports, truncated=bool(raw.get("truncated")))
 
     def _forget_helper(self, ref: SandboxRef) -> None:
         """Backends call this when they stop, start or remove a container: its helper in this
