@@ -56,7 +56,8 @@ _SIGNING_SALT = "vibecode.preview.cookie"
 _HANDOFF_KEY = "preview:handoff:"
 # Ports a preview may never reach: the tunnel's own egress listener inside the sandbox.
 RESERVED_PORTS = frozenset({EGRESS_PORT})
-_LABEL = re.compile(r"^([0-9]{1,5})-([a-z0-9]{1,16})$")
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+_LABEL = re.compile(r"([1-9][0-9]{0,4})-([a-z0-9]{1,16})")
 
 
 class Audit:
@@ -89,10 +90,9 @@ class PortReserved(DomainError):
 
 def clean_port(raw: object) -> int:
     """A previewable TCP port, or ``PortInvalid``/``PortReserved`` (400)."""
-    try:
-        port = int(str(raw)) if str(raw).isdigit() else -1
-    except ValueError:
-        port = -1
+    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
+    # ASCII digits only (int() also takes fullwidth digits and " 80 "), no leading zero.
+    port = int(text) if _PORT.fullmatch(text) else -1
     if not 0 < port < 65536:
         raise PortInvalid()
     if port in RESERVED_PORTS:
@@ -140,7 +140,7 @@ def parse_preview_host(host: str) -> tuple[int, str] | None:
     suffix = "." + settings.VIBECODE_PREVIEW_DOMAIN
     if not host.endswith(suffix):
         return None
-    match = _LABEL.match(host[: -len(suffix)])
+    match = _LABEL.fullmatch(host[: -len(suffix)])
     if match is None:
         return None
     port, public_id = int(match.group(1)), match.group(2)
