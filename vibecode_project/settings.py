@@ -335,6 +335,8 @@ VIBECODE_PREVIEW_PUBLIC = env_bool("VIBECODE_PREVIEW_PUBLIC", True)
 # The app's own origin, where a preview origin sends a visitor without a preview cookie (for the
 # hand-off). Empty: the preview scheme, domain and port (right for development on localhost).
 VIBECODE_APP_URL = env_str("VIBECODE_APP_URL").strip().rstrip("/")
+# The IDE's Ports panel polls every 2.5 s per open tab: a limit of its own, beside the API's.
+VIBECODE_RATE_PORTS = env_rate("VIBECODE_RATE_PORTS", "120/m")
 # --- end of previews ---
 
 # --- Terminals ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core_app.api.throttling import RatelimitThrottle
 from preview_app import services
 from preview_app.api.serializers import (
     PreviewPortsOutput,
@@ -19,7 +20,17 @@ from preview_app.api.serializers import (
 from sessions_app.api.views import SessionAPIView
 
 
+class PortsRateThrottle(RatelimitThrottle):
+    """Port listings (``VIBECODE_RATE_PORTS``): the Ports panel polls them, so they are counted
+    apart from the general API limit that saves and runs share."""
+
+    group = "ports"
+    rate_setting = "VIBECODE_RATE_PORTS"
+
+
 class PreviewPortsView(SessionAPIView):
+    throttle_classes = [PortsRateThrottle]
+
     @extend_schema(responses=PreviewPortsOutput)
     def get(self, request: Request, session_id: str) -> Response:
         rows, truncated = services.preview_ports_live(session=self.get_session(request, session_id))

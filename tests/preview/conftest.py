@@ -14,7 +14,7 @@ from tests.conftest import bearer
 
 @pytest.fixture(autouse=True)
 def _no_rate_limits(settings):
-    settings.VIBECODE_RATE_API = settings.VIBECODE_RATE_EXEC = "100000/m"
+    settings.VIBECODE_RATE_API = settings.VIBECODE_RATE_EXEC = settings.VIBECODE_RATE_PORTS = "100000/m"
 
 
 @pytest.fixture
