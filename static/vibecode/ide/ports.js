@@ -38,7 +38,8 @@ export class Ports {
     this.table.className = "ports-table";
     this.table.dataset.testid = "ports-table";
     const head = document.createElement("thead");
-    head.innerHTML = "<tr><th>Port</th><th>Process</th><th class="port-address">Address</th><th>Visibility</th><th></th></tr>";
+    head.innerHTML = '<tr><th>Port</th><th>Process</th><th class="port-address">Address</th><th>Visibility</th>'
+      + '<th><span class="visually-hidden">Actions</span></th></tr>';
     this.body = document.createElement("tbody");
     this.table.append(head, this.body);
     this.table.hidden = true;
