@@ -145,6 +145,22 @@ class ExecResult:
 
 
 @dataclass(frozen=True)
+class ListeningPort:
+    """A TCP port something listens on inside a sandbox (the helper's ``ports`` op)."""
+
+    port: int
+    address: str  # "127.0.0.1", "0.0.0.0", "::", "::1", ...
+    pid: int | None  # None when the owner is not the sandbox user's to see
+    command: str
+
+
+@dataclass(frozen=True)
+class PortsReport:
+    ports: list[ListeningPort]
+    truncated: bool  # more were listening than the helper reports
+
+
+@dataclass(frozen=True)
 class SandboxInfo:
     """A sandbox found on the engine by its labels (for reconciliation and cleanup)."""
 
@@ -214,6 +230,7 @@ class SandboxRuntime(abc.ABC):
             single_use=True,
         )
 
+<<<<<<< HEAD
     def tunnel(self, ref: SandboxRef, *, owner: str = "") -> Tunnel:
         """The TCP tunnel of a running sandbox (previews in, package egress out), started on
         first use and replaced when dead. ``owner`` is passed to the egress accept handler.
@@ -231,6 +248,23 @@ class SandboxRuntime(abc.ABC):
     def tunnel_if_open(self, ref: SandboxRef) -> Tunnel | None:
         """The sandbox's live tunnel in this process, if there is one; never starts one."""
         return self._tunnel_pool.peek(_key(ref)) if self._tunnel_pool is not None else None
+=======
+    def listening_ports(self, ref: SandboxRef) -> PortsReport:
+        """The TCP ports listening inside a running sandbox, read from its ``/proc/net/tcp{,6}``
+        by the helper, with the owning process where it can be seen. A bounded list (the helper
+        caps it). Raises ``SandboxNotRunning`` like :meth:`helper`."""
+        raw = self.helper(ref).call("ports", {}).result
+        ports = [
+            ListeningPort(
+                port=int(item["port"]),
+                address=str(item["address"]),
+                pid=int(item["pid"]) if item.get("pid") is not None else None,
+                command=str(item.get("command") or ""),
+            )
+            for item in raw.get("ports", [])
+        ]
+        return PortsReport(ports=ports, truncated=bool(raw.get("truncated")))
+>>>>>>> preview
 
     def _forget_helper(self, ref: SandboxRef) -> None:
         """Backends call this when they stop, start or remove a container: its helper and its
