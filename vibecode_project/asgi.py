@@ -15,7 +15,6 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from preview_app.proxy import PreviewRouter  # noqa: E402
-
 from terminal_app.routing import websocket_urlpatterns  # noqa: E402
 from terminal_app.security import AuditedOriginValidator  # noqa: E402
 

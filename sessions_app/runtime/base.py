@@ -230,7 +230,6 @@ class SandboxRuntime(abc.ABC):
             single_use=True,
         )
 
-<<<<<<< HEAD
     def tunnel(self, ref: SandboxRef, *, owner: str = "") -> Tunnel:
         """The TCP tunnel of a running sandbox (previews in, package egress out), started on
         first use and replaced when dead. ``owner`` is passed to the egress accept handler.
@@ -248,7 +247,7 @@ class SandboxRuntime(abc.ABC):
     def tunnel_if_open(self, ref: SandboxRef) -> Tunnel | None:
         """The sandbox's live tunnel in this process, if there is one; never starts one."""
         return self._tunnel_pool.peek(_key(ref)) if self._tunnel_pool is not None else None
-=======
+
     def listening_ports(self, ref: SandboxRef) -> PortsReport:
         """The TCP ports listening inside a running sandbox, read from its ``/proc/net/tcp{,6}``
         by the helper, with the owning process where it can be seen. A bounded list (the helper
@@ -264,7 +263,6 @@ class SandboxRuntime(abc.ABC):
             for item in raw.get("ports", [])
         ]
         return PortsReport(ports=ports, truncated=bool(raw.get("truncated")))
->>>>>>> preview
 
     def _forget_helper(self, ref: SandboxRef) -> None:
         """Backends call this when they stop, start or remove a container: its helper and its
