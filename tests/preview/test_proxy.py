@@ -53,7 +53,7 @@ class Preview:
         """The owner's hand-off: a one-time token redeemed on the preview origin for a cookie."""
         token = previews.create_handoff(user, self.session, self.port)
         response = self.get(previews.HANDOFF_PATH, params={"token": token, "next": "/"})
-        assert response.status_code == 302, response.text
+        assert response.status_code == 302, self.daphne.log()[-4000:]
         cookie = response.headers["set-cookie"]
         assert cookie.startswith(previews.PREVIEW_COOKIE + "=")
         assert "HttpOnly" in cookie and "Domain" not in cookie

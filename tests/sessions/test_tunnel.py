@@ -197,7 +197,7 @@ def test_connections_from_the_sandbox_reach_the_accept_handler(session):
 
     tunnel_module.register_accept_handler(handler)
     try:
-        services.session_tunnel(session=session)
+        assert services.session_tunnel(session=session).wait_ready(30)
         out = tenant(
             session,
             "python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', 3128)); "
