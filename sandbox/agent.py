@@ -1125,6 +1125,7 @@ class _TunnelChannel:
         self.read_eof = False  # the socket said EOF (sent to the backend)
         self.write_eof = False  # the backend said EOF (shut down our write side once flushed)
         self.shut = False
+        self.closing = False  # the backend closed it: deliver what it sent, then drop it
 
 
 def tunnel(egress_port):
@@ -1152,7 +1153,7 @@ def tunnel(egress_port):
         events = 0
         if chan.connecting or chan.inbox or (chan.write_eof and not chan.shut):
             events |= selectors.EVENT_WRITE
-        readable = not chan.connecting and not chan.read_eof and chan.send_credit > 0
+        readable = not (chan.connecting or chan.read_eof or chan.closing) and chan.send_credit > 0
         if readable and len(outbox) < 4 * TUNNEL_WINDOW:
             events |= selectors.EVENT_READ
         key = sel.get_map().get(chan.sock)
@@ -1205,7 +1206,12 @@ def tunnel(egress_port):
             chan.write_eof = True
             interest(chan)
         elif op == "close":
-            drop(chan, tell=False)
+            # What the backend sent before it closed still reaches the program, as with TCP.
+            chan.closing = chan.write_eof = True
+            if chan.inbox:
+                interest(chan)
+            else:
+                drop(chan, tell=False)
 
     def on_stdin():
         while True:
@@ -1258,6 +1264,9 @@ def tunnel(egress_port):
                 chan.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+        if chan.closing and not chan.inbox:
+            drop(chan, tell=False)
+            return
         if events & selectors.EVENT_READ:
             try:
                 data = chan.sock.recv(min(chan.send_credit, TUNNEL_FRAME))

@@ -337,6 +337,13 @@ VIBECODE_PREVIEW_PUBLIC = env_bool("VIBECODE_PREVIEW_PUBLIC", True)
 VIBECODE_APP_URL = env_str("VIBECODE_APP_URL").strip().rstrip("/")
 # The IDE's Ports panel polls every 2.5 s per open tab: a limit of its own, beside the API's.
 VIBECODE_RATE_PORTS = env_rate("VIBECODE_RATE_PORTS", "120/m")
+# The preview proxy (preview_app/proxy.py):
+# Open preview connections (HTTP requests in flight and WebSockets) per workspace and process,
+# then 503; request bodies over the cap answer 413; a connection with no bytes either way for the
+# idle time is closed.
+VIBECODE_PREVIEW_MAX_CONNECTIONS = env_int("VIBECODE_PREVIEW_MAX_CONNECTIONS", 64, minimum=1)
+VIBECODE_PREVIEW_MAX_BODY_MB = env_int("VIBECODE_PREVIEW_MAX_BODY_MB", 100, minimum=1)
+VIBECODE_PREVIEW_IDLE_SECONDS = env_int("VIBECODE_PREVIEW_IDLE_SECONDS", 300, minimum=5)
 # --- end of previews ---
 
 # --- Terminals ---------------------------------------------------------------------------------
