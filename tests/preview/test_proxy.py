@@ -57,7 +57,10 @@ class Preview:
         cookie = response.headers["set-cookie"]
         assert cookie.startswith(previews.PREVIEW_COOKIE + "=")
         assert "HttpOnly" in cookie and "Domain" not in cookie
-        self.client.cookies.set(previews.PREVIEW_COOKIE, cookie.split(";")[0].split("=", 1)[1])
+        # httpx keeps the cookie for the address it connected to; keep exactly one, by name.
+        self.cookie = cookie.split(";")[0].split("=", 1)[1]
+        self.client.cookies.clear()
+        self.client.cookies.set(previews.PREVIEW_COOKIE, self.cookie)
 
 
 @pytest.fixture
@@ -83,10 +86,8 @@ def test_the_owner_gets_in_through_the_handoff_and_a_stranger_does_not(daphne_se
     assert preview.get(previews.HANDOFF_PATH, params={"token": token}).status_code == 302
     assert preview.get(previews.HANDOFF_PATH, params={"token": token}).status_code == 403
     # The cookie is for this port only: the next port's origin asks again.
-    assert (
-        Preview(daphne_server, session, PORT + 1).get("/", cookies=dict(preview.client.cookies)).status_code
-        == 302
-    )
+    next_port = Preview(daphne_server, session, PORT + 1)
+    assert next_port.get("/", cookies={previews.PREVIEW_COOKIE: preview.cookie}).status_code == 302
 
 
 def test_the_program_never_sees_vibecodes_cookies(daphne_server, session, alice):
@@ -136,7 +137,7 @@ def test_failures_answer_small_pages_never_a_500(daphne_server, session, alice, 
     preview.sign_in(alice)
     nothing = preview.get("/")
     assert nothing.status_code == 502 and "Nothing listening" in nothing.text
-    unknown = httpx.get(daphne_server.url + "/", headers={"Host": f"{PORT}-nosuchsession.localhost"})
+    unknown = httpx.get(daphne_server.url + "/", headers={"Host": f"{PORT}-aaaaaaaaaa.localhost"})
     assert unknown.status_code == 404
     assert alice_api.post(f"/api/vibecode/sessions/{session.public_id}/suspend").status_code == 200
     stopped = preview.get("/")
@@ -167,7 +168,7 @@ def ws_events(sock: socket.socket, conn: WSConnection, until) -> list:
 def test_a_websocket_echo_server_answers_through_the_preview(daphne_server, session, alice):
     preview = Preview(daphne_server, session)
     preview.sign_in(alice)
-    cookie = f"{previews.PREVIEW_COOKIE}={preview.client.cookies[previews.PREVIEW_COOKIE]}"
+    cookie = f"{previews.PREVIEW_COOKIE}={preview.cookie}"
     sock, conn = ws_connect(daphne_server, preview.host, cookie)
     assert any(isinstance(e, ws.AcceptConnection) for e in ws_events(sock, conn, lambda e: True))
     sock.sendall(conn.send(ws.TextMessage(data="hello")))
@@ -203,7 +204,7 @@ def test_many_previews_at_once_while_another_user_works(daphne_server, session, 
     """Forty parallel GETs on one tunnel; another user's API stays normal meanwhile."""
     preview = Preview(daphne_server, session)
     preview.sign_in(alice)
-    cookies = dict(preview.client.cookies)
+    cookies = {previews.PREVIEW_COOKIE: preview.cookie}
     results: list[int] = []
 
     def one() -> None:
