@@ -153,7 +153,8 @@ export class Explorer {
   focusItem(node) {
     if (!node) { this.host.focus(); return; }
     this.select(node.dataset.path);
-    node.focus();
+    // An open folder's item holds its whole subtree: scroll its own row into view, not all that.
+    node.focus({ preventScroll: true });
     node.querySelector(".row").scrollIntoView({ block: "nearest" });
   }
 
