@@ -1,5 +1,6 @@
 """axe-core (from npm, injected by the test only: pages never ship it) finds no serious or
-critical violation on the login, dashboard and IDE pages, in the light and the dark theme."""
+critical violation on the login, dashboard, delete, not-found and IDE pages, in the light and the
+dark theme."""
 
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ def test_the_dashboard_and_the_ide_have_no_serious_violations(signed_in, daphne_
     for scheme in ("light", "dark"):
         set_scheme(page, scheme)
         assert serious_violations(page, f"dashboard-{scheme}") == [], scheme
+    # The delete confirmation and the not-found page, too.
+    for path, name in ((f"/sessions/{session_id}/delete", "delete"), ("/ide/nosuchsession", "not-found")):
+        page.goto(url + path)
+        for scheme in ("light", "dark"):
+            set_scheme(page, scheme)
+            assert serious_violations(page, f"{name}-{scheme}") == [], (name, scheme)
 
     open_ide(page, url, session_id)
     new_file(page, "main.py")
@@ -85,4 +92,4 @@ def test_the_dashboard_and_the_ide_have_no_serious_violations(signed_in, daphne_
             arg=scheme == "dark",
         )
         assert serious_violations(page, f"ide-{scheme}") == [], scheme
-    assert console.unexpected() == []
+    assert console.unexpected("404 (Not Found)") == []  # the not-found page answers 404
