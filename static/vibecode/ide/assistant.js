@@ -433,7 +433,10 @@ export class Assistant {
     const text = part.text;
     monaco.editor.colorize(text, languageId(monaco, part.lang), { tabSize: 4 }).then((html) => {
       if (block.codeText !== text) return; // changed since: a newer colorize is on its way
-      code.replaceChildren(DOMPurify.sanitize(html, { RETURN_DOM_FRAGMENT: true, ALLOWED_TAGS: ["span", "br"], ALLOWED_ATTR: ["class"] }));
+      // colorize writes spaces as no-break spaces; the <pre> keeps plain ones, and copying gives
+      // back the code as it was.
+      const spaced = html.replace(/&nbsp;|&#160;|\u00a0/g, " ");
+      code.replaceChildren(DOMPurify.sanitize(spaced, { RETURN_DOM_FRAGMENT: true, ALLOWED_TAGS: ["span", "br"], ALLOWED_ATTR: ["class"] }));
       block.dataset.highlighted = "true";
     }, () => {});
   }
