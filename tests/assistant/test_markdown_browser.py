@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.assistant.test_assistant_browser import editor_text, ide_with_file, last_answer
+from tests.conftest import ARTIFACTS
 from tests.e2e.conftest import Console
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -85,6 +86,8 @@ def test_markdown_renders_and_hostile_markup_does_nothing(ollama_daphne, page, c
 
     ask(page, "scenario=markdown")
     check_markdown(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ide-assistant-markdown.png"))
     assert page.evaluate("window.__removedButtons") == 0
     # Clicking the disarmed links changes nothing either.
     last_answer(page).locator("a", has_text="bad").click()
