@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE as CSP_NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 from vibecode_project.env import (
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core_app.middleware.AccessLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -215,7 +217,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["core_app.api.throttling.ApiRateThrottle"],
     "EXCEPTION_HANDLER": "core_app.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core_app.api.schema.ErrorAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -405,6 +407,9 @@ STATICFILES_DIRS = [
     ("vendor/xterm-addon-web-links", NODE_MODULES / "@xterm/addon-web-links/lib"),
     ("vendor/xterm-addon-search", NODE_MODULES / "@xterm/addon-search/lib"),
     ("vendor/monaco", NODE_MODULES / "monaco-editor/min"),
+    # The assistant's markdown: marked renders, DOMPurify sanitizes (ES modules, via the importmap).
+    ("vendor/marked", NODE_MODULES / "marked/lib"),
+    ("vendor/dompurify", NODE_MODULES / "dompurify/dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -422,6 +427,30 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy (django-csp 4; issue 15) ---
+# Scripts come only from our own static files; the one inline script (the IDE's importmap) carries
+# the per-request nonce (``request.csp_nonce``). Styles allow 'unsafe-inline' because Monaco and
+# xterm.js set style attributes and inject <style> elements at run time for every line they draw
+# (and Django's admin uses style attributes); styles cannot run code, and scripts stay locked.
+# Monaco's language workers are loaded from our own origin ('self'; blob: for the worker shim).
+# Images: our own files and data: URIs (Monaco's and Swagger UI's icons), nothing from elsewhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", CSP_NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# --- end of Content-Security-Policy ---
 
 # --- Logging -----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core_app import logging as log_context
+from core_app.api.schema import error_response
 from sessions_app import selectors, services
 from sessions_app.api.serializers import SessionCreateInput, SessionOutput, StatsOutput
 from sessions_app.models import Session
@@ -26,19 +27,44 @@ class SessionAPIView(APIView):
         return session
 
 
+def _create(request: Request) -> Response:
+    data = SessionCreateInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    session = services.session_create(user=request.user, name=data.validated_data.get("name") or None)
+    return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+
+
+_CREATE_ERRORS = {
+    403: error_response("The user's session quota is used up (`code`: `quota_exceeded`)."),
+    503: error_response("Docker or the sandbox image is unavailable (`code`: `runtime_unavailable`)."),
+}
+
+
 class SessionListView(APIView):
     @extend_schema(responses=SessionOutput(many=True))
     def get(self, request: Request) -> Response:
         return Response(SessionOutput(selectors.session_list(user=request.user), many=True).data)
 
+    @extend_schema(
+        request=SessionCreateInput,
+        responses={201: SessionOutput, **_CREATE_ERRORS},
+        description="Create a session and start its container (`status` is `running` when it answers).",
+    )
+    def post(self, request: Request) -> Response:
+        return _create(request)
+
 
 class SessionCreateView(APIView):
-    @extend_schema(request=SessionCreateInput, responses={201: SessionOutput})
+    """The seed's path for creating a session, kept for its clients: same as ``POST /sessions``."""
+
+    @extend_schema(
+        request=SessionCreateInput,
+        responses={201: SessionOutput, **_CREATE_ERRORS},
+        deprecated=True,
+        description="Same as `POST /api/vibecode/sessions`, kept for existing clients.",
+    )
     def post(self, request: Request) -> Response:
-        data = SessionCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        session = services.session_create(user=request.user, name=data.validated_data.get("name") or None)
-        return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+        return _create(request)
 
 
 class SessionDetailView(SessionAPIView):
