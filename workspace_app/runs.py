@@ -26,7 +26,7 @@ from sessions_app.models import Session
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.helper import HelperClient, HelperGone, Reply
 from sessions_app.specs import session_ref
-from workspace_app.services import RUNNERS, InvalidCommand, UnsupportedFileType, _agent, _path
+from workspace_app.services import RUNNERS, InvalidCommand, UnsupportedFileType, _agent, _look, _path
 
 RUN_ID = re.compile(r"[0-9a-f]{16}")
 # A comment line this often while a run is quiet (one helper read waits up to about a second),
@@ -91,14 +91,17 @@ def run_start(
 
 def run_list(*, session: Session) -> list[dict[str, Any]]:
     """The session's runs this helper knows: those going and the last few finished, oldest first."""
-    return list(_agent(session).call("run_list").result.get("runs") or [])
+    return list(_look(session, "run_list", {}).result.get("runs") or [])
 
 
 def run_read(*, session: Session, run_id: str, offset: int = 0, wait: float = 0.0) -> Reply:
     """Output from byte ``offset`` (up to 256 KiB), waiting up to ``wait`` (at most 1) seconds
     for some; the result says ``next_offset``, ``dropped`` bytes and whether it ``finished``."""
     args = {"run_id": _run_id(run_id), "offset": max(int(offset), 0), "wait": wait}
-    return _agent(session).call("run_read", args)
+    try:
+        return _agent(session).call("run_read", args)
+    except HelperGone:  # found dead just now: a fresh helper answers (it knows no runs: 404)
+        return _agent(session).call("run_read", args)
 
 
 def run_input(*, session: Session, run_id: str, text: str, eof: bool = False) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def run_input(*, session: Session, run_id: str, text: str, eof: bool = False) ->
 
 def run_stop(*, session: Session, run_id: str) -> dict[str, Any]:
     """Kill the run and every process it started; answers with how it ended. Ended already: its info."""
-    return _agent(session).call("run_stop", {"run_id": _run_id(run_id)}).result
+    return _look(session, "run_stop", {"run_id": _run_id(run_id)}).result
 
 
 def _event(name: str, data: dict[str, Any], *, event_id: int | None = None) -> bytes:
@@ -172,9 +175,13 @@ def run_events(*, session: Session, run_id: str, offset: int = 0) -> Iterator[by
                 quiet += 1
                 if quiet % KEEPALIVE_READS == 0:
                     yield b": keepalive\n\n"
+            args = {"run_id": run_id, "offset": position, "wait": 1.0}
             try:
-                reply = helper().call("run_read", {"run_id": run_id, "offset": position, "wait": 1.0})
-            except (HelperGone, DomainError) as exc:
+                try:
+                    reply = helper().call("run_read", args)
+                except HelperGone:  # found dead just now: ask the one that replaces it
+                    reply = helper().call("run_read", args)
+            except DomainError as exc:
                 yield _event("lost", {"detail": str(exc), "code": getattr(exc, "code", "error")})
                 return
 
