@@ -1052,7 +1052,20 @@ def op_run_start(args, payload):
     run.reaper = Reaper(child.pid, env[RUN_MARKER])
     run.stdin_fd = child.stdin.fileno()
     os.set_blocking(run.stdin_fd, False)
-    threading.Thread(target=_run_pump, args=(run,), daemon=True).start()
+    try:
+        threading.Thread(target=_run_pump, args=(run,), daemon=True).start()
+    except RuntimeError:  # no room for a thread (a fork bomb elsewhere): nothing unsupervised
+        run.reaper.kill_all()
+        run.reaper.wait()
+        child.returncode = -signal.SIGKILL
+        child.stdout.close()
+        child.stdin.close()
+        with _leaders_lock:
+            _leaders.discard(child.pid)
+            _active_tokens.discard(env[RUN_MARKER])
+        with _runs_lock:
+            _runs.pop(run.id, None)
+        raise AgentError("workspace_busy", "The workspace has no room to start a run now.", 503) from None
     return run.info(), b""
 
 
