@@ -23,10 +23,17 @@ from django.conf import settings
 
 from core_app.errors import DomainError
 from sessions_app.models import Session
-from sessions_app.runtime import get_runtime
 from sessions_app.runtime.helper import HelperClient, HelperGone, Reply
 from sessions_app.specs import session_ref
-from workspace_app.services import RUNNERS, InvalidCommand, UnsupportedFileType, _agent, _look, _path
+from workspace_app.services import (
+    RUNNERS,
+    InvalidCommand,
+    UnsupportedFileType,
+    _agent,
+    _look,
+    _path,
+    helper_by_ref,
+)
 
 RUN_ID = re.compile(r"[0-9a-f]{16}")
 # A comment line this often while a run is quiet (one helper read waits up to about a second),
@@ -145,7 +152,7 @@ def run_events(*, session: Session, run_id: str, offset: int = 0) -> Iterator[by
     ref = session_ref(session)
 
     def helper() -> HelperClient:
-        return get_runtime().helper(ref)
+        return helper_by_ref(ref)
 
     def body() -> Iterator[bytes]:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
