@@ -936,6 +936,287 @@ def op_ports(args, payload):
             }
         )
     return {"ports": ports, "truncated": truncated}, b""
+# --- runs: long programs owned by this helper, read back from an offset -----------------------
+#
+# A streaming Run outlives any one backend request: ``run_start`` spawns it (supervised like
+# ``exec``: its own session, the run marker, a leader of this subreaper, killed with the helper)
+# and a pump thread copies its output (stdout and stderr merged, in the order written) into a
+# bounded ring buffer. ``run_read`` returns output from a byte offset, waiting up to a second
+# for more; bytes that fell out of the ring are reported as ``dropped``. ``run_input`` writes to
+# its stdin without ever blocking, ``run_stop`` kills its whole tree, ``run_list`` lists them.
+# Finished runs are kept (a bounded number) so that a reattach still sees the end.
+
+RUN_BUFFER_BYTES = 1024 * 1024
+RUN_READ_BYTES = 256 * 1024
+RUN_READ_WAIT = 1.0
+RUN_MAX_ACTIVE = 8
+RUN_KEEP_FINISHED = 16
+RUN_INPUT_BYTES = 64 * 1024
+
+_runs = {}
+_runs_lock = threading.Lock()
+
+
+class _Run:
+    def __init__(self, run_id, argv, label, timeout):
+        self.id = run_id
+        self.argv = argv
+        self.label = label
+        self.timeout = timeout
+        self.started_at = time.time()
+        self.started = time.monotonic()
+        self.cond = threading.Condition()
+        self.data = bytearray()  # the ring: bytes [base, base + len(data)) of the output
+        self.base = 0
+        self.finished = False
+        self.stopped = False
+        self.result = {}
+        self.child = None
+        self.reaper = None
+        self.stdin_fd = None
+        self.stdin_lock = threading.Lock()
+        self.oom_before = oom_kills()
+
+    def end(self):
+        return self.base + len(self.data)
+
+    def append(self, chunk):
+        with self.cond:
+            self.data += chunk
+            excess = len(self.data) - RUN_BUFFER_BYTES
+            if excess > 0:
+                del self.data[:excess]
+                self.base += excess
+            self.cond.notify_all()
+
+    def info(self):
+        with self.cond:
+            return {
+                "run_id": self.id,
+                "argv": self.argv,
+                "label": self.label,
+                "started_at": self.started_at,
+                "running": not self.finished,
+                "end_offset": self.end(),
+                "first_offset": self.base,
+                **self.result,
+            }
+
+
+def _run_get(args):
+    run = _runs.get(str(args.get("run_id") or ""))
+    if run is None:
+        raise AgentError("run_not_found", "No such run: it ended long ago, or its helper restarted.", 404)
+    return run
+
+
+def _run_pump(run):
+    """Copy the run's output into its ring until it ends, times out or is stopped; then kill
+    every process it left and record how it ended."""
+    child, reaper = run.child, run.reaper
+    out_fd = child.stdout.fileno()
+    open_out = True
+    deadline = run.started + run.timeout
+    timed_out = False
+    exited_at = None
+    while open_out or not reaper.poll():
+        now = time.monotonic()
+        if run.stopped:
+            break
+        if now >= deadline:
+            timed_out = True
+            break
+        if exited_at is None and reaper.poll():
+            exited_at = now
+        if exited_at is not None and now - exited_at > 0.2:
+            break  # done; a background child still holding the output is not waited for
+        if not open_out:
+            time.sleep(0.02)
+            continue
+        readable, _, _ = select.select([out_fd], [], [], min(deadline - now, 0.1))
+        if readable:
+            chunk = os.read(out_fd, 65536)
+            if chunk:
+                run.append(chunk)
+            else:
+                open_out = False
+    try:
+        reaper.kill_all()
+        returncode = reaper.wait()
+    finally:
+        with _leaders_lock:
+            _leaders.discard(child.pid)
+            _active_tokens.discard(reaper.token)
+    child.returncode = returncode
+    with run.stdin_lock:
+        run.stdin_fd = None
+    for stream in (child.stdout, child.stdin):
+        try:
+            stream.close()
+        except (OSError, ValueError):
+            pass
+    killed = returncode == -signal.SIGKILL
+    code = returncode if returncode >= 0 else 128 - returncode
+    oom_after = oom_kills()
+    if run.oom_before is not None and oom_after is not None:
+        killed = killed and oom_after > run.oom_before
+    with run.cond:
+        run.result = {
+            "exit_code": None if timed_out or run.stopped else code,
+            "timed_out": timed_out,
+            "stopped": run.stopped and not timed_out,
+            "oom_killed": killed and not timed_out and not run.stopped,
+            "duration_ms": int((time.monotonic() - run.started) * 1000),
+            "max_rss_kb": reaper.max_rss_kb,
+        }
+        run.finished = True
+        run.cond.notify_all()
+    _runs_prune()
+
+
+def _runs_prune():
+    with _runs_lock:
+        done = [run for run in _runs.values() if run.finished]
+        done.sort(key=lambda run: run.started)
+        for run in done[: max(len(done) - RUN_KEEP_FINISHED, 0)]:
+            _runs.pop(run.id, None)
+
+
+def op_run_start(args, payload):
+    argv = [str(a) for a in args.get("argv") or []]
+    if not argv:
+        raise AgentError("invalid_command", "argv is empty.")
+    with _runs_lock:
+        if sum(1 for run in _runs.values() if not run.finished) >= RUN_MAX_ACTIVE:
+            detail = f"{RUN_MAX_ACTIVE} runs are going already; stop one first."
+            raise AgentError("too_many_runs", detail, 429)
+        run = _Run(os.urandom(8).hex(), argv, str(args.get("label") or argv[0])[:300], float(args["timeout"]))
+        _runs[run.id] = run
+    env = dict(USER_ENV)
+    env.update(args.get("env") or {})
+    env.setdefault("PYTHONUNBUFFERED", "1")  # output shows as it is printed, not at exit
+    env[RUN_MARKER] = f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+    failure = None
+    with _leaders_lock:
+        _active_tokens.add(env[RUN_MARKER])
+        try:
+            child = subprocess.Popen(
+                argv,
+                cwd=args.get("cwd") or ROOT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_helper,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            _leaders.add(child.pid)
+        except OSError as exc:
+            failure = exc
+            _active_tokens.discard(env[RUN_MARKER])
+        except BaseException:
+            _active_tokens.discard(env[RUN_MARKER])
+            with _runs_lock:
+                _runs.pop(run.id, None)
+            raise
+    if failure is not None:
+        run.append(f"{argv[0]}: {failure.strerror or failure}\n".encode())
+        with run.cond:
+            run.result = {
+                "exit_code": 127 if isinstance(failure, FileNotFoundError) else 126,
+                "timed_out": False,
+                "stopped": False,
+                "oom_killed": False,
+                "duration_ms": 0,
+                "max_rss_kb": None,
+            }
+            run.finished = True
+        return run.info(), b""
+    run.child = child
+    run.reaper = Reaper(child.pid, env[RUN_MARKER])
+    run.stdin_fd = child.stdin.fileno()
+    os.set_blocking(run.stdin_fd, False)
+    try:
+        threading.Thread(target=_run_pump, args=(run,), daemon=True).start()
+    except RuntimeError:  # no room for a thread (a fork bomb elsewhere): nothing unsupervised
+        run.reaper.kill_all()
+        run.reaper.wait()
+        child.returncode = -signal.SIGKILL
+        child.stdout.close()
+        child.stdin.close()
+        with _leaders_lock:
+            _leaders.discard(child.pid)
+            _active_tokens.discard(env[RUN_MARKER])
+        with _runs_lock:
+            _runs.pop(run.id, None)
+        raise AgentError("workspace_busy", "The workspace has no room to start a run now.", 503) from None
+    return run.info(), b""
+
+
+def op_run_read(args, payload):
+    run = _run_get(args)
+    offset = max(int(args.get("offset") or 0), 0)
+    wait = min(max(float(args.get("wait", RUN_READ_WAIT)), 0.0), RUN_READ_WAIT)
+    limit = min(max(int(args.get("max_bytes") or RUN_READ_BYTES), 1), RUN_READ_BYTES)
+    until = time.monotonic() + wait
+    with run.cond:
+        while offset >= run.end() and not run.finished:
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            run.cond.wait(left)
+        dropped = max(run.base - offset, 0)
+        start = max(min(offset, run.end()), run.base)
+        data = bytes(run.data[start - run.base : start - run.base + limit])
+        finished = run.finished and start + len(data) >= run.end()
+    info = run.info()
+    info.update(offset=start, next_offset=start + len(data), dropped=dropped, finished=finished)
+    return info, data
+
+
+def op_run_input(args, payload):
+    run = _run_get(args)
+    data = b"".join(payload)
+    if len(data) > RUN_INPUT_BYTES:
+        raise AgentError("input_too_large", f"Send at most {RUN_INPUT_BYTES} bytes at a time.", 413)
+    with run.stdin_lock:
+        if run.stdin_fd is None or run.finished:
+            raise AgentError("run_finished", "The run has ended or closed its input.", 409)
+        try:
+            written = os.write(run.stdin_fd, data) if data else 0
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the program closed its stdin
+            run.stdin_fd = None
+            raise AgentError("run_finished", "The program closed its input.", 409) from None
+        if written < len(data):
+            raise AgentError(
+                "input_full", "The program is not reading its input; try again later.", 409, accepted=written
+            )
+        if args.get("eof"):
+            try:
+                run.child.stdin.close()
+            except OSError:
+                pass
+            run.stdin_fd = None
+    return {"run_id": run.id, "accepted": written}, b""
+
+
+def op_run_stop(args, payload):
+    run = _run_get(args)
+    with run.cond:
+        if not run.finished:
+            run.stopped = True  # the pump sees it within 0.1 s and kills the run's every process
+        until = time.monotonic() + 5
+        while not run.finished and time.monotonic() < until:
+            run.cond.wait(0.1)
+    return run.info(), b""
+
+
+def op_run_list(args, payload):
+    with _runs_lock:
+        runs = sorted(_runs.values(), key=lambda run: run.started)
+    return {"runs": [run.info() for run in runs]}, b""
 
 
 OPERATIONS = {
@@ -951,6 +1232,11 @@ OPERATIONS = {
     "zip": op_zip,
     "exec": op_exec,
     "ports": op_ports,
+    "run_start": op_run_start,
+    "run_read": op_run_read,
+    "run_input": op_run_input,
+    "run_stop": op_run_stop,
+    "run_list": op_run_list,
 }
 
 STREAMING = {"cat", "zip"}

@@ -299,6 +299,10 @@ VIBECODE_STUCK_CREATING_SECONDS = env_int("VIBECODE_STUCK_CREATING_SECONDS", 120
 VIBECODE_EXEC_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_TIMEOUT_SECONDS", 30, minimum=1)
 VIBECODE_EXEC_MAX_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_MAX_TIMEOUT_SECONDS", 300, minimum=1)
 VIBECODE_EXEC_OUTPUT_LIMIT_BYTES = env_int("VIBECODE_EXEC_OUTPUT_LIMIT_BYTES", 1024 * 1024, minimum=1024)
+# --- streaming runs (issue 15): the IDE's Run, owned by the sandbox's helper ---
+# A streaming run is killed after this many seconds; the one-shot exec API keeps its own limits.
+VIBECODE_RUN_TIMEOUT_SECONDS = env_int("VIBECODE_RUN_TIMEOUT_SECONDS", 600, minimum=1)
+# --- end of streaming runs ---
 
 # Workspace files.
 VIBECODE_MAX_EDIT_BYTES = env_int("VIBECODE_MAX_EDIT_BYTES", 5 * 1024 * 1024, minimum=1024)

@@ -110,3 +110,54 @@ class ExecOutput(serializers.Serializer):
     truncated = serializers.BooleanField()
     oom_killed = serializers.BooleanField()
     max_rss_kb = serializers.IntegerField(allow_null=True)
+
+
+# --- streaming runs ---------------------------------------------------------------------------
+
+
+class RunStartInput(serializers.Serializer):
+    path = PathField(required=False, help_text="A file to run by its extension (.py, .js, .sh, .c).")
+    args = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False, max_length=65536), required=False, max_length=1000
+    )
+    argv = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False, max_length=65536),
+        required=False,
+        max_length=1000,
+        help_text="A command to run instead of a file (no shell).",
+    )
+
+    def validate(self, data):  # type: ignore[no-untyped-def]
+        if ("path" in data) == ("argv" in data):
+            raise serializers.ValidationError("Give either path (a file) or argv (a command).")
+        return data
+
+
+class RunInfoOutput(serializers.Serializer):
+    run_id = serializers.CharField()
+    label = serializers.CharField(allow_blank=True)
+    argv = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False))
+    started_at = serializers.FloatField()
+    running = serializers.BooleanField()
+    first_offset = serializers.IntegerField(help_text="Output before this offset fell out of the buffer.")
+    end_offset = serializers.IntegerField(help_text="Bytes of output so far.")
+    exit_code = serializers.IntegerField(allow_null=True, required=False)
+    timed_out = serializers.BooleanField(required=False)
+    stopped = serializers.BooleanField(required=False)
+    oom_killed = serializers.BooleanField(required=False)
+    duration_ms = serializers.IntegerField(required=False)
+    max_rss_kb = serializers.IntegerField(allow_null=True, required=False)
+
+
+class RunListOutput(serializers.Serializer):
+    runs = RunInfoOutput(many=True)
+
+
+class RunInputInput(serializers.Serializer):
+    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=64 * 1024)
+    eof = serializers.BooleanField(default=False, help_text="Close the program's stdin after the text.")
+
+
+class RunInputOutput(serializers.Serializer):
+    run_id = serializers.CharField()
+    accepted = serializers.IntegerField()

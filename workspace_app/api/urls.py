@@ -14,4 +14,9 @@ urlpatterns = [
     path(f"{prefix}/files/search", views.FileSearchView.as_view(), name="api-file-search"),
     path(f"{prefix}/exec", views.ExecView.as_view(), name="api-exec"),
     path(f"{prefix}/run", views.RunView.as_view(), name="api-run"),
+    path(f"{prefix}/runs", views.RunsView.as_view(), name="api-runs"),
+    path(f"{prefix}/runs/<str:run_id>", views.RunDetailView.as_view(), name="api-run-detail"),
+    path(f"{prefix}/runs/<str:run_id>/events", views.RunEventsView.as_view(), name="api-run-events"),
+    path(f"{prefix}/runs/<str:run_id>/input", views.RunInputView.as_view(), name="api-run-input"),
+    path(f"{prefix}/runs/<str:run_id>/stop", views.RunStopView.as_view(), name="api-run-stop"),
 ]

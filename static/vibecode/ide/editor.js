@@ -12,7 +12,7 @@ export function loadMonaco() {
 }
 
 export class Editors {
-  constructor({ monaco, files, host, tabsHost, emptyEl, onCursor }) {
+  constructor({ monaco, files, host, tabsHost, emptyEl, onCursor, onRun, onStop }) {
     this.monaco = monaco;
     this.files = files;
     this.host = host;
@@ -29,6 +29,12 @@ export class Editors {
       theme: document.documentElement.dataset.theme === "light" ? "vs" : "vs-dark",
     });
     this.editor.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.KeyS, () => this.save());
+    // Run and Stop from inside the editor (Monaco would otherwise take Ctrl+Enter for itself).
+    if (onRun) {
+      this.editor.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => onRun());
+      this.editor.addCommand(monaco.KeyCode.F5, () => onRun());
+    }
+    if (onStop) this.editor.addCommand(monaco.KeyMod.Shift | monaco.KeyCode.F5, () => onStop());
     this.editor.onDidChangeCursorPosition((event) => onCursor && onCursor(event.position));
     this.editor.onDidChangeModelContent(() => this.refreshTab(this.active));
     window.addEventListener("beforeunload", (event) => {

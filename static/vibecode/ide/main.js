@@ -6,6 +6,7 @@ import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
 import { Ports } from "./ports.js";
 import { bindTabKeys } from "./tab-keys.js";
+import { RunPanel } from "./run.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
 
@@ -101,8 +102,7 @@ function showPanel(name) {
 
 const RUNNERS = { py: "python3", js: "node", sh: "bash" };
 // The last result shown in Output: the assistant's "Fix last error" sends it along.
-let lastRun = null;
-export const getLastRun = () => lastRun;
+export const getLastRun = () => (runPanel ? runPanel.lastRun : null);
 
 async function runCurrent() {
   const path = editors.active;
@@ -116,38 +116,10 @@ async function runCurrent() {
     terminals.activeOrNew().type(`${command}\r`);
     return;
   }
-  showPanel("output");
-  $("output-summary").textContent = `Running ${path}…`;
-  $("output-summary").className = "output-summary running";
-  $("output-text").textContent = "";
-  $("run-button").disabled = true;
-  try {
-    const result = await files.run(path);
-    lastRun = { path, stdout: result.stdout, stderr: result.stderr, exit_code: result.exit_code, timed_out: result.timed_out };
-    const text = $("output-text");
-    text.replaceChildren();
-    const out = document.createElement("span");
-    out.textContent = result.stdout;
-    const err = document.createElement("span");
-    err.className = "stderr";
-    err.textContent = result.stderr;
-    text.append(out, err);
-    const parts = [
-      result.timed_out ? "timed out" : `exit code ${result.exit_code}`,
-      `${(result.duration_ms / 1000).toFixed(2)} s`,
-      result.max_rss_kb ? `${formatBytes(result.max_rss_kb * 1024)} peak memory` : null,
-      result.oom_killed ? "killed: out of memory" : null,
-      result.truncated ? "output truncated" : null,
-    ].filter(Boolean);
-    $("output-summary").textContent = `${path}: ${parts.join(" · ")}`;
-    $("output-summary").className = `output-summary ${result.exit_code === 0 ? "ok" : "failed"}`;
-  } catch (error) {
-    $("output-summary").textContent = `Could not run ${path}: ${error.message}`;
-    $("output-summary").className = "output-summary failed";
-  } finally {
-    $("run-button").disabled = false;
-  }
+  await runPanel.start(path);
 }
+
+const stopRun = () => runPanel && runPanel.stop();
 
 // --- search --------------------------------------------------------------------------------------
 async function search(text) {
@@ -210,6 +182,7 @@ function splitter() {
 let editors;
 let terminals;
 let explorer;
+let runPanel;
 
 async function start() {
   setSessionStatus(data.status);
@@ -221,6 +194,11 @@ async function start() {
   editors = new Editors({
     monaco, files, host: $("editor-host"), tabsHost: $("editor-tabs"), emptyEl: $("editor-empty"),
     onCursor: (position) => { $("status-cursor").textContent = `Ln ${position.lineNumber}, Col ${position.column}`; },
+    onRun: runCurrent, onStop: stopRun,
+  });
+  runPanel = new RunPanel({
+    base: files.base, onShow: () => showPanel("output"),
+    els: { summary: $("output-summary"), output: $("output-text"), stop: $("run-stop"), form: $("run-input-form"), input: $("run-input"), run: $("run-button") },
   });
   explorer = new Explorer({ files, host: $("tree"), editors });
   let refreshTimer = null;
@@ -274,6 +252,7 @@ async function start() {
   window.addEventListener("keydown", (event) => {
     const mod = event.ctrlKey || event.metaKey;
     if (mod && event.key === "s") { event.preventDefault(); editors.save(); }
+    else if (event.key === "F5" && event.shiftKey) { event.preventDefault(); stopRun(); }
     else if ((mod && event.key === "Enter") || event.key === "F5") { event.preventDefault(); runCurrent(); }
     else if (mod && event.shiftKey && event.key.toLowerCase() === "f") { event.preventDefault(); showSideView("search"); }
     else if (mod && event.key === "`") { event.preventDefault(); showPanel("terminals"); terminals.activeOrNew().term.focus(); }
@@ -282,6 +261,7 @@ async function start() {
   splitter();
   await explorer.refresh();
   await terminals.restore();
+  await runPanel.reattach();
   pollStats();
   setInterval(pollStats, 5000);
   ports.start();
