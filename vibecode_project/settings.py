@@ -300,7 +300,6 @@ VIBECODE_EXEC_OUTPUT_LIMIT_BYTES = env_int("VIBECODE_EXEC_OUTPUT_LIMIT_BYTES", 1
 # Workspace files.
 VIBECODE_MAX_EDIT_BYTES = env_int("VIBECODE_MAX_EDIT_BYTES", 5 * 1024 * 1024, minimum=1024)
 VIBECODE_MAX_UPLOAD_BYTES = env_int("VIBECODE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, minimum=1024)
-VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 200, minimum=1)
 # Uploads stream through temporary files, never whole into memory; the request as a whole is
 # bounded by VIBECODE_MAX_UPLOAD_BYTES in the upload view.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -315,6 +314,17 @@ VIBECODE_HELPER_DEADLINE_SECONDS = env_int("VIBECODE_HELPER_DEADLINE_SECONDS", 3
 VIBECODE_HELPER_STALL_SECONDS = env_int("VIBECODE_HELPER_STALL_SECONDS", 8, minimum=2)
 VIBECODE_HELPER_MAX_CALLS = env_int("VIBECODE_HELPER_MAX_CALLS", 16, minimum=1)
 VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
+
+# --- search, replace and quick open (issue 15): ripgrep in the sandbox, bounded ---------------
+# Matches in one search (and per file) before the answer says truncated; seconds before rg is
+# killed (a search, a file list, one file's replacement); files a quick-open list holds; files
+# one replace-all may change.
+VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 2000, minimum=1)
+VIBECODE_SEARCH_MAX_PER_FILE = env_int("VIBECODE_SEARCH_MAX_PER_FILE", 200, minimum=1)
+VIBECODE_SEARCH_TIMEOUT_SECONDS = env_int("VIBECODE_SEARCH_TIMEOUT_SECONDS", 10, minimum=1)
+VIBECODE_QUICK_OPEN_MAX_FILES = env_int("VIBECODE_QUICK_OPEN_MAX_FILES", 50000, minimum=1)
+VIBECODE_REPLACE_MAX_FILES = env_int("VIBECODE_REPLACE_MAX_FILES", 500, minimum=1)
+# --- end of search ---
 
 # --- Terminals ---------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ urlpatterns = [
     path(f"{prefix}/files/upload", views.FileUploadView.as_view(), name="api-file-upload"),
     path(f"{prefix}/files/download", views.FileDownloadView.as_view(), name="api-file-download"),
     path(f"{prefix}/files/search", views.FileSearchView.as_view(), name="api-file-search"),
+    path(f"{prefix}/search", views.SearchView.as_view(), name="api-search"),
+    path(f"{prefix}/search/files", views.QuickOpenView.as_view(), name="api-search-files"),
+    path(f"{prefix}/replace", views.ReplaceView.as_view(), name="api-replace"),
     path(f"{prefix}/exec", views.ExecView.as_view(), name="api-exec"),
     path(f"{prefix}/run", views.RunView.as_view(), name="api-run"),
 ]
