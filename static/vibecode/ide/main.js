@@ -4,6 +4,8 @@ import { ApiError, sessionApi } from "./api.js";
 import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
+import { QuickOpen } from "./quickopen.js";
+import { SearchPanel } from "./search.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
 
@@ -145,39 +147,11 @@ async function runCurrent() {
   }
 }
 
-// --- search --------------------------------------------------------------------------------------
-async function search(text) {
-  const host = $("search-results");
-  host.replaceChildren();
-  if (!text) return;
-  try {
-    const found = await files.search(text);
-    if (!found.matches.length) host.textContent = "No results.";
-    for (const match of found.matches) {
-      const item = document.createElement("button");
-      item.className = "search-hit";
-      item.dataset.testid = "search-hit";
-      const where = document.createElement("span");
-      where.className = "where";
-      where.textContent = `${match.path}:${match.line}`;
-      const line = document.createElement("span");
-      line.className = "line";
-      line.textContent = match.text;
-      item.append(where, line);
-      item.onclick = () => editors.openFile(match.path, match.line);
-      host.append(item);
-    }
-    if (found.truncated) host.append(Object.assign(document.createElement("p"), { textContent: "More results not shown." }));
-  } catch (error) {
-    showError(error, "Search failed.");
-  }
-}
-
 function showSideView(name) {
   for (const tab of document.querySelectorAll(".side-tab")) tab.classList.toggle("active", tab.dataset.view === name);
   $("view-explorer").hidden = name !== "explorer";
   $("view-search").hidden = name !== "search";
-  if (name === "search") $("search-input").focus();
+  if (name === "search") searchPanel.focus();
 }
 
 // --- splitter ------------------------------------------------------------------------------------
@@ -206,6 +180,8 @@ function splitter() {
 let editors;
 let terminals;
 let explorer;
+let searchPanel;
+let quickOpen;
 
 async function start() {
   setSessionStatus(data.status);
@@ -261,7 +237,16 @@ async function start() {
   };
   for (const tab of document.querySelectorAll(".panel-tab")) tab.onclick = () => showPanel(tab.dataset.panel);
   for (const tab of document.querySelectorAll(".side-tab")) tab.onclick = () => showSideView(tab.dataset.view);
-  $("search-form").onsubmit = (event) => { event.preventDefault(); search($("search-input").value.trim()); };
+  searchPanel = new SearchPanel({ base: files.base, editors });
+  quickOpen = new QuickOpen({ base: files.base, editors });
+  // Ctrl+P before Monaco and xterm see it (capture), as VS Code does, and never the print dialog.
+  window.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "p") {
+      event.preventDefault();
+      event.stopPropagation();
+      quickOpen.open();
+    }
+  }, true);
   const runTarget = localStorage.getItem("vibecode.runTarget");
   if (runTarget) $("run-target").value = runTarget;
   $("run-target").onchange = () => localStorage.setItem("vibecode.runTarget", $("run-target").value);
