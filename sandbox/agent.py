@@ -402,6 +402,7 @@ RG_SKIP_GLOBS = ["!" + name for name in sorted(SKIP_DIRS)]
 RG_LINE_CAP = 256 * 1024  # longer JSON lines (minified files) are dropped, not buffered
 RG_TEXT_CAP = 500  # characters of a matching line kept around its first match
 RG_ERRORS_CAP = 64 * 1024
+RG_ETAG_BUDGET = 64 * 1024 * 1024  # bytes read to give the files with matches their etags
 
 
 def _rg_pattern_args(args):
@@ -645,7 +646,35 @@ def _search_text(args, fd, rel):
     reason = state["reason"] or ("per_file" if state.get("per_file") else None)
     if reason is None and state["long"]:
         reason = "long_lines"
-    return {"matches": matches, "truncated": reason is not None, "reason": reason}
+    return {
+        "matches": matches,
+        "truncated": reason is not None,
+        "reason": reason,
+        "etags": _etags([m["path"] for m in matches], int(args.get("etag_max_bytes") or 0)),
+    }
+
+
+def _etags(paths, max_bytes):
+    """The etag of each file with matches, as the search saw it (replace-all checks it later):
+    files the editor could open, up to RG_ETAG_BUDGET bytes in all; the others get none."""
+    etags = {}
+    budget = RG_ETAG_BUDGET
+    for path in dict.fromkeys(paths):
+        try:
+            fd, info = open_path(path)
+        except (AgentError, OSError):
+            continue
+        try:
+            if info.st_size > max_bytes or info.st_size > budget:
+                continue
+            data = read_fd(fd)
+            budget -= len(data)
+            etags[path] = etag_of(data)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return etags
 
 
 def _search_files(args, fd, rel):

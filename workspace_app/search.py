@@ -90,7 +90,9 @@ def search_text(
     exclude: list[str] | None = None,
     path: str = "",
 ) -> dict[str, Any]:
-    """``{matches: [{path, line, text, ranges, offset}], truncated, reason}``, sorted by path."""
+    """``{matches: [{path, line, text, ranges, offset}], truncated, reason, etags}``, sorted by
+    path; ``etags`` maps each file with matches to its etag as the search saw it, for
+    :func:`search_replace` (files over the editor's limit have none)."""
     args = {
         "kind": "text",
         **_matcher(query=query, regex=regex, match_case=match_case, whole_word=whole_word),
@@ -99,6 +101,7 @@ def search_text(
         "path": _path(session, path),
         "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES,
         "max_per_file": settings.VIBECODE_SEARCH_MAX_PER_FILE,
+        "etag_max_bytes": settings.VIBECODE_MAX_EDIT_BYTES,
         "timeout": _timeout(),
     }
     agent = _agent(session)

@@ -147,8 +147,10 @@ def test_replace_all_previews_then_edits_three_files(alice_api, session, base):
 def test_a_file_changed_since_the_search_is_a_conflict_and_is_not_overwritten(alice_api, session, base):
     first = save(alice_api, base, "a.txt", b"old\n")
     second = save(alice_api, base, "b.txt", b"old\n")
+    etags = search(alice_api, base, "old").json()["etags"]
+    assert etags == {"a.txt": first["etag"], "b.txt": second["etag"]}
     save(alice_api, base, "b.txt", b"old, and edited meanwhile\n")  # after the search saw it
-    files = [{"path": "a.txt", "etag": first["etag"]}, {"path": "b.txt", "etag": second["etag"]}]
+    files = [{"path": p, "etag": etag} for p, etag in etags.items()]
 
     preview = replace(alice_api, base, "old", "new", files).json()
     assert [(f["path"], f["status"]) for f in preview["files"]] == [("a.txt", 200), ("b.txt", 409)]

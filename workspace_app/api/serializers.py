@@ -106,6 +106,9 @@ class TextSearchOutput(serializers.Serializer):
     reason = serializers.CharField(
         allow_null=True, help_text="matches, per_file, time, long_lines or interrupted; null when complete."
     )
+    etags = serializers.DictField(
+        child=serializers.CharField(), help_text="Each file's etag as the search saw it (for /replace)."
+    )
 
 
 class QuickOpenOutput(serializers.Serializer):

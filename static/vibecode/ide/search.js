@@ -93,7 +93,7 @@ export class SearchPanel {
       if (!(error instanceof ApiError) || error.status >= 500) showError(error, "Search failed.");
       return;
     }
-    this.last = { options, matches: found.matches };
+    this.last = { options, matches: found.matches, etags: found.etags || {} };
     this.render(found);
   }
 
@@ -133,7 +133,9 @@ export class SearchPanel {
     if (!this.last || !this.last.matches.length) { toast("Search first; Replace all changes what the search found.", "info"); return; }
     const { options } = this.last;
     const paths = [...new Set(this.last.matches.map((m) => m.path))];
-    const body = { ...options, replace: this.replaceInput.value, files: paths.map((path) => ({ path })) };
+    // Each file with the etag the search saw: one changed since is a conflict, never overwritten.
+    const files = paths.map((path) => ({ path, etag: this.last.etags[path] || "" }));
+    const body = { ...options, replace: this.replaceInput.value, files };
     let preview;
     try {
       preview = await api("POST", `${this.base}/replace`, { json: body });
@@ -161,22 +163,25 @@ export class SearchPanel {
     const cancel = el("button", "btn", "Cancel");
     cancel.type = "button";
     cancel.onclick = () => this.run();
-    const files = preview.files.filter((f) => f.status === 200 && f.lines).map((f) => ({ path: f.path, etag: f.etag }));
-    apply.onclick = () => { apply.disabled = true; this.apply({ ...body, files, apply: true }); };
+    const chosen = preview.files.filter((f) => f.status === 200 && f.lines).map((f) => ({ path: f.path, etag: f.etag }));
+    const refused = preview.files.filter((f) => f.status !== 200);
+    apply.disabled = !chosen.length;
+    apply.onclick = () => { apply.disabled = true; this.apply({ ...body, files: chosen, apply: true }, refused); };
     bar.append(apply, cancel);
     this.results.append(bar, box);
   }
 
-  async apply(body) {
+  async apply(body, refused = []) {
     let done;
     try {
       done = await api("POST", `${this.base}/replace`, { json: body });
     } catch (error) { showError(error, "Replace failed."); return; }
     this.results.replaceChildren();
     const changed = done.files.filter((f) => f.status === 200 && f.lines);
-    const failed = done.files.filter((f) => f.status !== 200);
+    const failed = [...refused, ...done.files.filter((f) => f.status !== 200)];
+    const conflicts = failed.filter((f) => f.status === 409).length;
     let text = `Replaced ${done.lines} line${done.lines === 1 ? "" : "s"} in ${changed.length} file(s).`;
-    if (done.conflicts) text += ` ${done.conflicts} file(s) changed since the preview and were not touched.`;
+    if (conflicts) text += ` ${conflicts} file(s) changed since the search and were not touched.`;
     this.setSummary(text, failed.length ? "warn" : "");
     const report = el("div", "replace-report");
     report.dataset.testid = "replace-report";
