@@ -478,14 +478,15 @@ class _Rg:
             threading.Thread(target=self._feed, args=(stdin,), daemon=True).start()
 
     def _feed(self, data):
+        # The only writer and closer of rg's stdin; rg killed mid-write ends it with EPIPE.
         try:
             self.proc.stdin.write(data)
-        except OSError:
+        except (OSError, ValueError):
             pass
         finally:
             try:
                 self.proc.stdin.close()
-            except OSError:
+            except (OSError, ValueError):
                 pass
 
     def chunks(self, deadline):
@@ -527,10 +528,9 @@ class _Rg:
         finally:
             with _leaders_lock:
                 _leaders.discard(self.proc.pid)
-            for stream in (self.proc.stdout, self.proc.stderr, self.proc.stdin):
+            for stream in (self.proc.stdout, self.proc.stderr):
                 try:
-                    if stream is not None:
-                        stream.close()
+                    stream.close()
                 except OSError:
                     pass
 
