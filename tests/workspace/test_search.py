@@ -195,6 +195,21 @@ def test_quick_open_lists_files_but_not_git_node_modules_or_ignored(alice_api, s
         assert len(body["files"]) == 2 and body["truncated"] is True and body["reason"] == "files"
 
 
+def test_quick_open_lists_ten_thousand_files_in_one_answer(alice_api, session, base):
+    plant = (
+        "import os\n"
+        "for i in range(100):\n"
+        "    os.makedirs(f'/workspace/pkg{i}', exist_ok=True)\n"
+        "    for j in range(100):\n"
+        "        open(f'/workspace/pkg{i}/module_{j}.py', 'w').close()\n"
+    )
+    assert host_exec(session, "python3", "-c", plant)[0] == 0
+    body = alice_api.get(f"{base}/search/files").json()
+    assert body["truncated"] is False and len(body["files"]) == 10000
+    assert body["files"][:2] == ["pkg0/module_0.py", "pkg0/module_1.py"]
+    assert "pkg99/module_99.py" in body["files"]
+
+
 def test_a_hostile_workspace_only_slows_its_own_search(alice_api, session, base):
     save(alice_api, base, "ok.txt", b"needle\n")
     plant = (
