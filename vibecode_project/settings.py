@@ -307,7 +307,6 @@ VIBECODE_RUN_TIMEOUT_SECONDS = env_int("VIBECODE_RUN_TIMEOUT_SECONDS", 600, mini
 # Workspace files.
 VIBECODE_MAX_EDIT_BYTES = env_int("VIBECODE_MAX_EDIT_BYTES", 5 * 1024 * 1024, minimum=1024)
 VIBECODE_MAX_UPLOAD_BYTES = env_int("VIBECODE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, minimum=1024)
-VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 200, minimum=1)
 # Uploads stream through temporary files, never whole into memory; the request as a whole is
 # bounded by VIBECODE_MAX_UPLOAD_BYTES in the upload view.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -351,6 +350,16 @@ VIBECODE_PREVIEW_MAX_CONNECTIONS = env_int("VIBECODE_PREVIEW_MAX_CONNECTIONS", 6
 VIBECODE_PREVIEW_MAX_BODY_MB = env_int("VIBECODE_PREVIEW_MAX_BODY_MB", 100, minimum=1)
 VIBECODE_PREVIEW_IDLE_SECONDS = env_int("VIBECODE_PREVIEW_IDLE_SECONDS", 300, minimum=5)
 # --- end of previews ---
+# --- search, replace and quick open (issue 15): ripgrep in the sandbox, bounded ---------------
+# Matches in one search (and per file) before the answer says truncated; seconds before rg is
+# killed (a search, a file list, one file's replacement); files a quick-open list holds; files
+# one replace-all may change.
+VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 2000, minimum=1)
+VIBECODE_SEARCH_MAX_PER_FILE = env_int("VIBECODE_SEARCH_MAX_PER_FILE", 200, minimum=1)
+VIBECODE_SEARCH_TIMEOUT_SECONDS = env_int("VIBECODE_SEARCH_TIMEOUT_SECONDS", 10, minimum=1)
+VIBECODE_QUICK_OPEN_MAX_FILES = env_int("VIBECODE_QUICK_OPEN_MAX_FILES", 50000, minimum=1)
+VIBECODE_REPLACE_MAX_FILES = env_int("VIBECODE_REPLACE_MAX_FILES", 500, minimum=1)
+# --- end of search ---
 
 # --- Terminals ---------------------------------------------------------------------------------
 

@@ -261,13 +261,6 @@ def workspace_download(*, session: Session, path: str) -> Download:
     return Download(info["name"], "application/octet-stream", body())
 
 
-def workspace_search(*, session: Session, query: str, path: str = "") -> dict[str, Any]:
-    if not query or len(query) > 200:
-        raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
-    args = {"path": _path(session, path), "q": query, "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES}
-    return _look(session, "search", args).result
-
-
 # --- execution --------------------------------------------------------------------------------
 
 

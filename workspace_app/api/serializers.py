@@ -73,6 +73,83 @@ class SearchOutput(serializers.Serializer):
     truncated = serializers.BooleanField()
 
 
+class _SearchOptions(serializers.Serializer):
+    query = serializers.CharField(max_length=1000, trim_whitespace=False)
+    regex = serializers.BooleanField(default=False)
+    match_case = serializers.BooleanField(default=False)
+    whole_word = serializers.BooleanField(default=False)
+
+
+class TextSearchInput(_SearchOptions):
+    include = serializers.ListField(
+        child=serializers.CharField(max_length=300), required=False, max_length=50, default=list
+    )
+    exclude = serializers.ListField(
+        child=serializers.CharField(max_length=300), required=False, max_length=50, default=list
+    )
+    path = PathField(required=False, default="")
+
+
+class TextSearchOutput(serializers.Serializer):
+    class TextMatch(serializers.Serializer):
+        path = serializers.CharField()
+        line = serializers.IntegerField()
+        text = serializers.CharField(allow_blank=True, trim_whitespace=False)
+        ranges = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField()),
+            help_text="[start, end) of each match in text, in characters.",
+        )
+        offset = serializers.IntegerField(help_text="Characters of the line cut before text.")
+
+    matches = TextMatch(many=True)
+    truncated = serializers.BooleanField()
+    reason = serializers.CharField(
+        allow_null=True, help_text="matches, per_file, time, long_lines or interrupted; null when complete."
+    )
+    etags = serializers.DictField(
+        child=serializers.CharField(), help_text="Each file's etag as the search saw it (for /replace)."
+    )
+
+
+class QuickOpenOutput(serializers.Serializer):
+    files = serializers.ListField(child=serializers.CharField())
+    truncated = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True)
+
+
+class ReplaceFileInput(serializers.Serializer):
+    path = PathField()
+    etag = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
+
+
+class ReplaceInput(_SearchOptions):
+    replace = serializers.CharField(max_length=10000, allow_blank=True, trim_whitespace=False)
+    files = ReplaceFileInput(many=True)
+    apply = serializers.BooleanField(default=False)
+
+
+class ReplaceOutput(serializers.Serializer):
+    class ReplacedFile(serializers.Serializer):
+        class Change(serializers.Serializer):
+            line = serializers.IntegerField()
+            before = serializers.CharField(allow_blank=True, trim_whitespace=False)
+            after = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+        path = serializers.CharField()
+        status = serializers.IntegerField(help_text="200, or this file's error: 409 conflict, 415, 404...")
+        code = serializers.CharField(allow_blank=True)
+        detail = serializers.CharField(allow_blank=True)
+        etag = serializers.CharField(required=False, allow_blank=True)
+        lines = serializers.IntegerField()
+        changes = Change(many=True, required=False)
+
+    files = ReplacedFile(many=True)
+    applied = serializers.BooleanField()
+    lines = serializers.IntegerField()
+    conflicts = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
 class ExecInput(serializers.Serializer):
     argv = serializers.ListField(
         child=serializers.CharField(trim_whitespace=False, max_length=65536), required=False, max_length=1000

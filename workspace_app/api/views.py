@@ -18,9 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core_app.api.throttling import ApiRateThrottle, ExecRateThrottle, SaveRateThrottle
+from core_app.errors import DomainError
 from core_app.streaming import streaming_body
 from sessions_app.api.views import SessionAPIView
-from workspace_app import runs, services
+from workspace_app import runs, search, services
 from workspace_app.api.serializers import (
     CreateInput,
     EntryOutput,
@@ -30,6 +31,9 @@ from workspace_app.api.serializers import (
     FileSaveInput,
     ListingOutput,
     MoveInput,
+    QuickOpenOutput,
+    ReplaceInput,
+    ReplaceOutput,
     RunInfoOutput,
     RunInput,
     RunInputInput,
@@ -38,6 +42,8 @@ from workspace_app.api.serializers import (
     RunStartInput,
     SavedOutput,
     SearchOutput,
+    TextSearchInput,
+    TextSearchOutput,
 )
 
 PATH = OpenApiParameter("path", str, description="Relative to /workspace; empty or '.' is the root.")
@@ -196,14 +202,50 @@ class FileDownloadView(SessionAPIView):
 
 
 class FileSearchView(SessionAPIView):
+    """The first search: a case-insensitive substring (kept for its clients; see SearchView)."""
+
     @extend_schema(parameters=[OpenApiParameter("q", str, required=True), PATH], responses=SearchOutput)
     def get(self, request: Request, session_id: str) -> Response:
-        found = services.workspace_search(
-            session=self.get_session(request, session_id),
-            query=request.query_params.get("q", ""),
-            path=_path(request, required=False),
+        query = request.query_params.get("q", "")
+        if not query or len(query) > 200:
+            raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
+        found = search.search_text(
+            session=self.get_session(request, session_id), query=query, path=_path(request, required=False)
         )
         return Response(SearchOutput(found).data)
+
+
+class SearchView(SessionAPIView):
+    @extend_schema(request=TextSearchInput, responses=TextSearchOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        data = TextSearchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        found = search.search_text(session=self.get_session(request, session_id), **data.validated_data)
+        return Response(TextSearchOutput(found).data)
+
+
+class QuickOpenView(SessionAPIView):
+    @extend_schema(responses=QuickOpenOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        found = search.search_files(session=self.get_session(request, session_id))
+        return Response(QuickOpenOutput(found).data)
+
+
+class ReplaceView(SessionAPIView):
+    """Preview (``apply: false``) or apply a replacement in the files a search found."""
+
+    def get_throttles(self):  # type: ignore[no-untyped-def]
+        data = self.request.data
+        if isinstance(data, dict) and data.get("apply") is True:  # applying saves files
+            return [SaveRateThrottle(), ApiRateThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(request=ReplaceInput, responses=ReplaceOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        data = ReplaceInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        done = search.search_replace(session=self.get_session(request, session_id), **data.validated_data)
+        return Response(ReplaceOutput(done).data)
 
 
 class ExecView(SessionAPIView):

@@ -7,6 +7,8 @@ import { Explorer } from "./explorer.js";
 import { Ports } from "./ports.js";
 import { bindTabKeys } from "./tab-keys.js";
 import { RunPanel } from "./run.js";
+import { QuickOpen } from "./quickopen.js";
+import { SearchPanel } from "./search.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
 
@@ -153,7 +155,7 @@ function showSideView(name) {
   for (const tab of document.querySelectorAll(".side-tab")) tab.classList.toggle("active", tab.dataset.view === name);
   $("view-explorer").hidden = name !== "explorer";
   $("view-search").hidden = name !== "search";
-  if (name === "search") $("search-input").focus();
+  if (name === "search") searchPanel.focus();
 }
 
 // --- splitter ------------------------------------------------------------------------------------
@@ -183,6 +185,8 @@ let editors;
 let terminals;
 let explorer;
 let runPanel;
+let searchPanel;
+let quickOpen;
 
 async function start() {
   setSessionStatus(data.status);
@@ -244,7 +248,16 @@ async function start() {
   bindTabKeys(editors);
   for (const tab of document.querySelectorAll(".panel-tab")) tab.onclick = () => showPanel(tab.dataset.panel);
   for (const tab of document.querySelectorAll(".side-tab")) tab.onclick = () => showSideView(tab.dataset.view);
-  $("search-form").onsubmit = (event) => { event.preventDefault(); search($("search-input").value.trim()); };
+  searchPanel = new SearchPanel({ base: files.base, editors });
+  quickOpen = new QuickOpen({ base: files.base, editors });
+  // Ctrl+P before Monaco and xterm see it (capture), as VS Code does, and never the print dialog.
+  window.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "p") {
+      event.preventDefault();
+      event.stopPropagation();
+      quickOpen.open();
+    }
+  }, true);
   const runTarget = localStorage.getItem("vibecode.runTarget");
   if (runTarget) $("run-target").value = runTarget;
   $("run-target").onchange = () => localStorage.setItem("vibecode.runTarget", $("run-target").value);
