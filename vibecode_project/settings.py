@@ -316,6 +316,13 @@ VIBECODE_HELPER_STALL_SECONDS = env_int("VIBECODE_HELPER_STALL_SECONDS", 8, mini
 VIBECODE_HELPER_MAX_CALLS = env_int("VIBECODE_HELPER_MAX_CALLS", 16, minimum=1)
 VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
 
+# --- Workbench state (issue 15) ---
+# The IDE's saved layout per session (open tabs, cursors, panel size, terminals), stored as JSON:
+# a state larger than this answers 413 workbench_too_large. The page saves it with a keepalive
+# fetch on pagehide, which browsers cap at 64 KiB, so larger values would not help.
+VIBECODE_MAX_WORKBENCH_BYTES = env_int("VIBECODE_MAX_WORKBENCH_BYTES", 64 * 1024, minimum=1024)
+# --- end of workbench state ---
+
 # --- Terminals ---------------------------------------------------------------------------------
 
 # Open terminal WebSockets per user, across replicas (counted in Redis).
