@@ -65,15 +65,29 @@ def test_it_keeps_what_was_put_and_gives_it_back(alice_api, alice_session):
     assert body["active"] == "src/util.py"
     assert body["terminals"] == ["1", "3"] and body["active_terminal"] == "3"
     assert body["panel_height"] == 260
-    assert body["tabs"][0] == {"path": "main.py", "line": 12, "column": 5, "scroll_top": 180.0, "scroll_left": 0.0}
+    assert body["tabs"][0] == {
+        "path": "main.py",
+        "line": 12,
+        "column": 5,
+        "scroll_top": 180.0,
+        "scroll_left": 0.0,
+    }
     # Left out: the defaults.
-    assert body["tabs"][1] == {"path": "src/util.py", "line": 1, "column": 1, "scroll_top": 0.0, "scroll_left": 0.0}
+    assert body["tabs"][1] == {
+        "path": "src/util.py",
+        "line": 1,
+        "column": 1,
+        "scroll_top": 0.0,
+        "scroll_left": 0.0,
+    }
     assert WorkbenchState.objects.filter(session=alice_session).count() == 1
 
 
 def test_a_second_put_replaces_the_state_in_the_same_row(alice_api, alice_session):
     alice_api.put(url(alice_session), STATE, format="json")
-    assert alice_api.put(url(alice_session), {"tabs": [], "terminals": ["2"]}, format="json").status_code == 200
+    assert (
+        alice_api.put(url(alice_session), {"tabs": [], "terminals": ["2"]}, format="json").status_code == 200
+    )
     body = alice_api.get(url(alice_session)).json()
     assert body["tabs"] == [] and body["active"] is None and body["terminals"] == ["2"]
     assert WorkbenchState.objects.filter(session=alice_session).count() == 1

@@ -4,8 +4,10 @@ import { ApiError, sessionApi } from "./api.js";
 import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
+import { EditorSettings } from "./settings.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
+import { Workbench } from "./workbench.js";
 
 const data = JSON.parse(document.getElementById("ide-data").textContent);
 const files = sessionApi(data.sessionId);
@@ -206,6 +208,21 @@ function splitter() {
 let editors;
 let terminals;
 let explorer;
+let settings;
+let workbench;
+
+function applyTheme(next) {
+  document.documentElement.dataset.theme = next;
+  localStorage.setItem("vibecode.theme", next);
+  editors.setTheme(next);
+  terminals.setTheme(next);
+}
+
+async function revealActive() {
+  if (!editors.active) { toast("Open a file to reveal it in the explorer."); return; }
+  showSideView("explorer");
+  await workbench.revealActive();
+}
 
 async function start() {
   setSessionStatus(data.status);
@@ -252,13 +269,21 @@ async function start() {
   $("new-terminal").onclick = () => { showPanel("terminals"); terminals.create(); };
   $("run-button").onclick = runCurrent;
   $("keep-working").onclick = keepWorking;
-  $("theme-toggle").onclick = () => {
-    const next = theme() === "dark" ? "light" : "dark";
-    document.documentElement.dataset.theme = next;
-    localStorage.setItem("vibecode.theme", next);
-    editors.setTheme(next);
-    terminals.setTheme(next);
-  };
+  settings = new EditorSettings({
+    monaco, editors, onTheme: applyTheme, languageEl: $("status-language"), indentEl: $("status-indent"),
+  });
+  await settings.init();
+  $("settings-open").onclick = () => settings.open();
+  // ◐ stores the choice in the editor settings, so every browser of the user follows it.
+  $("theme-toggle").onclick = () => settings.update({ theme: theme() === "dark" ? "light" : "dark" });
+  workbench = new Workbench({
+    sessionId: data.sessionId, editors, terminals, explorer, ide: $("ide"), terminalTabs: $("terminal-tabs"),
+  });
+  $("reveal-active").onclick = revealActive;
+  editors.editor.addAction({
+    id: "vibecode.revealInExplorer", label: "Reveal in Explorer", contextMenuGroupId: "navigation",
+    run: () => revealActive(),
+  });
   for (const tab of document.querySelectorAll(".panel-tab")) tab.onclick = () => showPanel(tab.dataset.panel);
   for (const tab of document.querySelectorAll(".side-tab")) tab.onclick = () => showSideView(tab.dataset.view);
   $("search-form").onsubmit = (event) => { event.preventDefault(); search($("search-input").value.trim()); };
@@ -272,11 +297,17 @@ async function start() {
     else if ((mod && event.key === "Enter") || event.key === "F5") { event.preventDefault(); runCurrent(); }
     else if (mod && event.shiftKey && event.key.toLowerCase() === "f") { event.preventDefault(); showSideView("search"); }
     else if (mod && event.key === "`") { event.preventDefault(); showPanel("terminals"); terminals.activeOrNew().term.focus(); }
+    else if (mod && event.key === ",") { event.preventDefault(); settings.open(); }
   });
 
   splitter();
+  // The workbench as it was left (in this browser or another): panel, terminals, then tabs.
+  const saved = await workbench.load();
+  workbench.applyPanel(saved);
   await explorer.refresh();
-  await terminals.restore();
+  await terminals.restore({ ids: saved ? saved.terminals : [], active: saved ? saved.active_terminal : null });
+  await workbench.restoreEditors(saved);
+  workbench.watch();
   pollStats();
   setInterval(pollStats, 5000);
   checkIdle();
