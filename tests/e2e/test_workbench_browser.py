@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import docker
 import pytest
 
 from accounts_app.models import EditorSettings
@@ -17,6 +18,8 @@ from tests.conftest import PASSWORD
 from tests.e2e.conftest import create_session_via_api, csrf, open_ide, type_in_editor, wait_for_terminal_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+ENGINE = docker.from_env()
 
 A_PY = "".join(f"a = {i}\n" for i in range(5))
 B_PY = "".join(f"b = {i}\n" for i in range(10))
@@ -67,6 +70,13 @@ def write_file(page, base_url: str, session_id: str, path: str, content: str) ->
         f"{base}/files/content", data={"path": path, "content": content}, headers=headers
     )
     assert response.status in (200, 201), response.text()
+
+
+def read_in_sandbox(session_id: str, path: str) -> str:
+    """The file as it is on the workspace's disk (no API call: no rate limit while polling)."""
+    container = next(c for c in ENGINE.containers.list() if c.name.endswith(f"-{session_id}"))
+    result = container.exec_run(["cat", f"/workspace/{path}"], user="1000:1000")
+    return result.output.decode() if result.exit_code == 0 else ""
 
 
 def open_from_tree(page, path: str) -> None:
@@ -235,4 +245,18 @@ def test_settings_apply_live_and_persist_a_dirty_tab_asks_and_reveal_finds_the_f
     page.wait_for_selector("[data-testid=editor-tab][data-path='a.py']", state="detached")
     content = page.request.get(f"{url}/api/vibecode/sessions/{session_id}/files/content?path=a.py").json()
     assert content["content"] == A_PY
+
+    # Auto save after a delay (off by default): an edit reaches the disk without Ctrl+S.
+    page.click("[data-testid=settings-open]")
+    page.select_option("[data-testid=setting-autosave]", "afterDelay")
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.querySelector('[data-testid=settings-dialog]')")
+    poll(
+        lambda: EditorSettings.objects.filter(user__username="alice", autosave="afterDelay").exists(),
+        what="autosave to be saved",
+    )
+    open_from_tree(page, "a.py")
+    type_in_editor(page, "saved = 'by itself'\n")
+    poll(lambda: read_in_sandbox(session_id, "a.py") == "saved = 'by itself'\n", what="the autosave")
+    page.wait_for_selector("[data-testid=editor-tab][data-path='a.py']:not(.dirty)", timeout=30000)
     assert console.errors == []
