@@ -106,7 +106,10 @@ export class Workbench {
     editor.onDidChangeCursorPosition(changed);
     editor.onDidScrollChange(changed);
     editor.onDidChangeModel(changed);
-    new MutationObserver(changed).observe(this.editors.tabsHost, { childList: true });
+    // Tabs opened, closed, or renamed with their file (data-path).
+    new MutationObserver(changed).observe(this.editors.tabsHost, {
+      childList: true, subtree: true, attributes: true, attributeFilter: ["data-path"],
+    });
     new MutationObserver(changed).observe(this.terminalTabs, {
       childList: true, subtree: true, attributes: true, attributeFilter: ["class"],
     });
