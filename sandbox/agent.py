@@ -1326,6 +1326,8 @@ def op_ports(args, payload):
             }
         )
     return {"ports": ports, "truncated": truncated}, b""
+
+
 # --- runs: long programs owned by this helper, read back from an offset -----------------------
 #
 # A streaming Run outlives any one backend request: ``run_start`` spawns it (supervised like

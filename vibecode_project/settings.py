@@ -360,6 +360,12 @@ VIBECODE_SEARCH_TIMEOUT_SECONDS = env_int("VIBECODE_SEARCH_TIMEOUT_SECONDS", 10,
 VIBECODE_QUICK_OPEN_MAX_FILES = env_int("VIBECODE_QUICK_OPEN_MAX_FILES", 50000, minimum=1)
 VIBECODE_REPLACE_MAX_FILES = env_int("VIBECODE_REPLACE_MAX_FILES", 500, minimum=1)
 # --- end of search ---
+# --- Workbench state (issue 15) ---
+# The IDE's saved layout per session (open tabs, cursors, panel size, terminals), stored as JSON:
+# a state larger than this answers 413 workbench_too_large. The page saves it with a keepalive
+# fetch on pagehide, which browsers cap at 64 KiB, so larger values would not help.
+VIBECODE_MAX_WORKBENCH_BYTES = env_int("VIBECODE_MAX_WORKBENCH_BYTES", 64 * 1024, minimum=1024)
+# --- end of workbench state ---
 
 # --- Terminals ---------------------------------------------------------------------------------
 

@@ -11,9 +11,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core_app import logging as log_context
+from core_app.api.errors import validation_detail
 from core_app.api.schema import error_response
-from sessions_app import selectors, services
-from sessions_app.api.serializers import SessionCreateInput, SessionOutput, StatsOutput
+from sessions_app import selectors, services, workbench
+from sessions_app.api.serializers import (
+    SessionCreateInput,
+    SessionOutput,
+    StatsOutput,
+    WorkbenchStateInput,
+    WorkbenchStateOutput,
+)
+from sessions_app.errors import InvalidWorkbenchState
 from sessions_app.models import Session
 
 
@@ -110,3 +118,23 @@ class SessionStatsView(SessionAPIView):
     def get(self, request: Request, session_id: str) -> Response:
         stats = services.session_stats(session=self.get_session(request, session_id))
         return Response(StatsOutput(asdict(stats)).data)
+
+
+class WorkbenchView(SessionAPIView):
+    """The IDE's saved layout of this session: ``GET`` it on load, ``PUT`` it as it changes."""
+
+    @extend_schema(responses=WorkbenchStateOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        state, row = workbench.workbench_get(session=self.get_session(request, session_id))
+        return Response(WorkbenchStateOutput({**state, "updated_at": row.updated_at if row else None}).data)
+
+    @extend_schema(request=WorkbenchStateInput, responses=WorkbenchStateOutput)
+    def put(self, request: Request, session_id: str) -> Response:
+        session = self.get_session(request, session_id)
+        if not isinstance(request.data, dict):
+            raise InvalidWorkbenchState("The workbench state must be a JSON object.")
+        data = WorkbenchStateInput(data=request.data)
+        if not data.is_valid():
+            raise InvalidWorkbenchState(validation_detail(data.errors), errors=data.errors)
+        row = workbench.workbench_save(session=session, state=dict(data.validated_data))
+        return Response(WorkbenchStateOutput({**row.state, "updated_at": row.updated_at}).data)

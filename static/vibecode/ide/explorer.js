@@ -455,6 +455,15 @@ export class Explorer {
     if (files[0].relativePath.includes("/")) this.expanded.add(join(dir, top));
     await this.refresh();
   }
+
+  // "Reveal in Explorer": expand the folders down to a file, select it and scroll it into view.
+  async reveal(path) {
+    for (let p = parentOf(path); p; p = parentOf(p)) this.expanded.add(p);
+    await this.refresh();
+    this.select(path);
+    const node = this.nodeFor(path);
+    if (node) node.querySelector(".row").scrollIntoView({ block: "nearest" });
+  }
 }
 
 // Files dropped from the desktop, whole folders included, each with its path relative to the drop.

@@ -9,8 +9,10 @@ import { bindTabKeys } from "./tab-keys.js";
 import { RunPanel } from "./run.js";
 import { QuickOpen } from "./quickopen.js";
 import { SearchPanel } from "./search.js";
+import { EditorSettings } from "./settings.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
+import { Workbench } from "./workbench.js";
 
 const data = JSON.parse(document.getElementById("ide-data").textContent);
 const files = sessionApi(data.sessionId);
@@ -124,33 +126,6 @@ async function runCurrent() {
 const stopRun = () => runPanel && runPanel.stop();
 
 // --- search --------------------------------------------------------------------------------------
-async function search(text) {
-  const host = $("search-results");
-  host.replaceChildren();
-  if (!text) return;
-  try {
-    const found = await files.search(text);
-    if (!found.matches.length) host.textContent = "No results.";
-    for (const match of found.matches) {
-      const item = document.createElement("button");
-      item.className = "search-hit";
-      item.dataset.testid = "search-hit";
-      const where = document.createElement("span");
-      where.className = "where";
-      where.textContent = `${match.path}:${match.line}`;
-      const line = document.createElement("span");
-      line.className = "line";
-      line.textContent = match.text;
-      item.append(where, line);
-      item.onclick = () => editors.openFile(match.path, match.line);
-      host.append(item);
-    }
-    if (found.truncated) host.append(Object.assign(document.createElement("p"), { textContent: "More results not shown." }));
-  } catch (error) {
-    showError(error, "Search failed.");
-  }
-}
-
 function showSideView(name) {
   for (const tab of document.querySelectorAll(".side-tab")) tab.classList.toggle("active", tab.dataset.view === name);
   $("view-explorer").hidden = name !== "explorer";
@@ -187,6 +162,19 @@ let explorer;
 let runPanel;
 let searchPanel;
 let quickOpen;
+let settings;
+let workbench;
+
+// The editor settings' theme goes through theme.js, which Monaco and xterm follow (onChange).
+function applyTheme(next) {
+  window.vibecodeTheme.set(next);
+}
+
+async function revealActive() {
+  if (!editors.active) { toast("Open a file to reveal it in the explorer."); return; }
+  showSideView("explorer");
+  await workbench.revealActive();
+}
 
 async function start() {
   setSessionStatus(data.status);
@@ -246,6 +234,19 @@ async function start() {
     terminals.setTheme(next);
   });
   bindTabKeys(editors);
+  settings = new EditorSettings({
+    monaco, editors, onTheme: applyTheme, languageEl: $("status-language"), indentEl: $("status-indent"),
+  });
+  await settings.init();
+  $("settings-open").onclick = () => settings.open();
+  workbench = new Workbench({
+    sessionId: data.sessionId, editors, terminals, explorer, ide: $("ide"), terminalTabs: $("terminal-tabs"),
+  });
+  $("reveal-active").onclick = revealActive;
+  editors.editor.addAction({
+    id: "vibecode.revealInExplorer", label: "Reveal in Explorer", contextMenuGroupId: "navigation",
+    run: () => revealActive(),
+  });
   for (const tab of document.querySelectorAll(".panel-tab")) tab.onclick = () => showPanel(tab.dataset.panel);
   for (const tab of document.querySelectorAll(".side-tab")) tab.onclick = () => showSideView(tab.dataset.view);
   searchPanel = new SearchPanel({ base: files.base, editors });
@@ -269,12 +270,18 @@ async function start() {
     else if ((mod && event.key === "Enter") || event.key === "F5") { event.preventDefault(); runCurrent(); }
     else if (mod && event.shiftKey && event.key.toLowerCase() === "f") { event.preventDefault(); showSideView("search"); }
     else if (mod && event.key === "`") { event.preventDefault(); showPanel("terminals"); terminals.activeOrNew().term.focus(); }
+    else if (mod && event.key === ",") { event.preventDefault(); settings.open(); }
   });
 
   splitter();
+  // The workbench as it was left (in this browser or another): panel, terminals, then tabs.
+  const saved = await workbench.load();
+  workbench.applyPanel(saved);
   await explorer.refresh();
-  await terminals.restore();
+  await terminals.restore({ ids: saved ? saved.terminals : [], active: saved ? saved.active_terminal : null });
+  await workbench.restoreEditors(saved);
   await runPanel.reattach();
+  workbench.watch();
   pollStats();
   setInterval(pollStats, 5000);
   ports.start();
