@@ -5,6 +5,7 @@ import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
 import { Ports } from "./ports.js";
+import { bindTabKeys } from "./tab-keys.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
 
@@ -13,8 +14,9 @@ const files = sessionApi(data.sessionId);
 const $ = (id) => document.getElementById(id);
 
 // --- theme ---------------------------------------------------------------------------------------
-const theme = () => document.documentElement.dataset.theme || "dark";
-document.documentElement.dataset.theme = localStorage.getItem("vibecode.theme") || "dark";
+// The page's theme is static/vibecode/theme.js's (the OS's unless the user chose); Monaco and the
+// terminals follow it.
+const theme = () => window.vibecodeTheme.get();
 
 // --- status bar ----------------------------------------------------------------------------------
 function setConnection(state) {
@@ -257,13 +259,11 @@ async function start() {
   $("new-terminal").onclick = () => { showPanel("terminals"); terminals.create(); };
   $("run-button").onclick = runCurrent;
   $("keep-working").onclick = keepWorking;
-  $("theme-toggle").onclick = () => {
-    const next = theme() === "dark" ? "light" : "dark";
-    document.documentElement.dataset.theme = next;
-    localStorage.setItem("vibecode.theme", next);
+  window.vibecodeTheme.onChange((next) => {
     editors.setTheme(next);
     terminals.setTheme(next);
-  };
+  });
+  bindTabKeys(editors);
   for (const tab of document.querySelectorAll(".panel-tab")) tab.onclick = () => showPanel(tab.dataset.panel);
   for (const tab of document.querySelectorAll(".side-tab")) tab.onclick = () => showSideView(tab.dataset.view);
   $("search-form").onsubmit = (event) => { event.preventDefault(); search($("search-input").value.trim()); };
