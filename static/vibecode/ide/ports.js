@@ -11,6 +11,18 @@ import { showError, toast } from "./ui.js";
 // offers to open them even while another panel is shown.
 export const POLL_MS = 2500;
 
+// Whether two origins are the same site, roughly as browsers decide it for SameSite cookies: the
+// same last two labels of the host name (localhost and IP addresses: the whole host).
+export function sameSite(a, b) {
+  const site = (origin) => {
+    const { protocol, hostname } = new URL(origin);
+    const labels = hostname.split(".");
+    const whole = hostname === "localhost" || /^[0-9.]+$/.test(hostname) || hostname.includes(":") || labels.length < 2;
+    return `${protocol}//${whole ? hostname : labels.slice(-2).join(".")}`;
+  };
+  return site(a) === site(b);
+}
+
 export class Ports {
   constructor({ sessionId, base, host, countEl }) {
     this.sessionId = sessionId;
@@ -73,7 +85,13 @@ export class Ports {
     this.frame.title = "Preview";
     // The page runs on its own origin; the sandbox attribute keeps it from navigating the IDE.
     this.frame.setAttribute("sandbox", "allow-scripts allow-forms allow-same-origin allow-popups allow-modals allow-downloads");
-    this.pane.append(bar, this.frame);
+    // Shown instead of the frame when a private port's origin is another site than the IDE's:
+    // the browser keeps the preview cookie out of such frames (SameSite), so it opens in a tab.
+    this.blocked = document.createElement("div");
+    this.blocked.className = "preview-blocked";
+    this.blocked.dataset.testid = "preview-blocked";
+    this.blocked.hidden = true;
+    this.pane.append(bar, this.frame, this.blocked);
     this.host.append(list, this.pane);
   }
 
@@ -233,9 +251,29 @@ export class Ports {
 
   load(path = "/") {
     if (this.previewPort == null) return;
-    this.address.value = `${this.originOf(this.previewPort)}${path}`;
-    this.newTab.href = this.openUrl(this.previewPort, path);
-    this.frame.src = this.openUrl(this.previewPort, path);
+    const port = this.previewPort;
+    const origin = this.originOf(port);
+    this.address.value = `${origin}${path}`;
+    this.newTab.href = this.openUrl(port, path);
+    const row = this.rows.find((r) => r.port === port);
+    const framable = !origin || (row && row.public) || sameSite(origin, window.location.origin);
+    this.frame.hidden = !framable;
+    this.blocked.hidden = framable;
+    if (framable) {
+      this.frame.src = this.openUrl(port, path);
+      return;
+    }
+    this.frame.src = "about:blank";
+    const text = document.createElement("p");
+    text.textContent = `Port ${port} is private, and its preview address is another site than this page, `
+      + "so the browser will not sign it in inside the IDE. Open it in a new tab, or make the port public.";
+    const open = document.createElement("a");
+    open.className = "btn btn-primary";
+    open.textContent = "Open in a new tab";
+    open.href = this.openUrl(port, path);
+    open.target = "_blank";
+    open.rel = "noopener";
+    this.blocked.replaceChildren(text, open);
   }
 
   closePreview() {
