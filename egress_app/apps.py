@@ -18,9 +18,5 @@ class EgressConfig(AppConfig):
         from sessions_app.runtime import tunnel
 
         # Each connection a sandbox makes to 127.0.0.1:3128 (its HTTP(S)_PROXY) comes here.
-        tunnel.register_accept_handler(
-            lambda session_public_id, channel: services.egress_accept(
-                session_public_id=session_public_id, channel=channel
-            )
-        )
+        tunnel.register_accept_handler(services.egress_tunnel_handler)
         register_maintenance_task("egress_audit", lambda: services.egress_audit_prune())

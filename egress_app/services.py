@@ -609,6 +609,11 @@ def egress_accept(*, session_public_id: str, channel: ChannelLike) -> None:
         connection.close()
 
 
+def egress_tunnel_handler(session_public_id: str, channel: ChannelLike) -> None:
+    """What egress_app registers with ``sessions_app.runtime.tunnel.register_accept_handler``."""
+    egress_accept(session_public_id=session_public_id, channel=channel)
+
+
 def egress_audit_prune(*, days: int | None = None, dry_run: bool = False, batch: int = 10_000) -> int:
     """Delete (at most ``batch``) egress audit rows older than ``days`` (default
     ``VIBECODE_EGRESS_AUDIT_DAYS``); returns how many were (or, dry, would be) deleted."""

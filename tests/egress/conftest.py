@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from egress_app import policy
+from egress_app import policy, services
 from egress_app.policy import EgressUnresolvable
+from sessions_app.runtime import tunnel
 
 # The real resolver, before any test replaces it.
 REAL_RESOLVE = policy.resolve_host
@@ -90,3 +91,10 @@ def egress_policy(settings, upstream, dns) -> None:
     settings.VIBECODE_EGRESS_IDLE_TIMEOUT_SECONDS = 120.0
     settings.VIBECODE_EGRESS_MAX_MB_PER_CONNECTION = 0
     Upstream.seen = []
+
+
+@pytest.fixture(autouse=True)
+def _egress_handler() -> None:
+    """The accept handler egress_app registers at start-up (a test elsewhere may have swapped
+    it for one of its own)."""
+    tunnel.register_accept_handler(services.egress_tunnel_handler)
