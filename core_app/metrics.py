@@ -43,3 +43,10 @@ def register_collector(collector: Collector) -> None:
         REGISTRY.register(collector)
     except ValueError:
         pass  # registered already
+
+
+PREVIEW_REQUESTS = Counter(
+    "vibecode_preview_requests_total",
+    "Requests and WebSockets for preview origins, by outcome (ok, refused_403, not_listening...).",
+    ["kind", "outcome"],
+)

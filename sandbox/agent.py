@@ -852,6 +852,92 @@ def op_exec(args, payload):
     return supervise(args), b""
 
 
+MAX_PORTS = 256
+MAX_FDS_SCANNED = 50000
+
+
+def op_ports(args, payload):
+    """Listening TCP ports of the sandbox (``/proc/net/tcp`` and ``tcp6``, LISTEN state), each with
+    its address and, where this user may read ``/proc/<pid>/fd``, the owning process. Bounded: at
+    most ``MAX_PORTS`` entries (``truncated`` says more exist) and ``MAX_FDS_SCANNED`` fds read."""
+
+    def address(hex_addr):
+        raw = bytes.fromhex(hex_addr)
+        # The kernel prints each 32-bit word in host (little-endian) order.
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        if len(raw) == 16 and raw[:12] == b"\0" * 10 + b"\xff\xff":
+            raw = raw[12:]  # IPv4-mapped
+        return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                lines = handle.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A":  # 0A: TCP_LISTEN
+                continue
+            try:
+                hex_addr, hex_port = fields[1].split(":")
+                port, addr, inode = int(hex_port, 16), address(hex_addr), int(fields[9])
+            except ValueError:
+                continue
+            found.setdefault((port, addr), inode)
+    entries = sorted(found.items())
+    truncated = len(entries) > MAX_PORTS
+    entries = entries[:MAX_PORTS]
+    wanted = {inode: None for _, inode in entries if inode}
+    scanned = 0
+    try:
+        pids = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+    except OSError:
+        pids = []
+    for pid in pids:
+        if scanned >= MAX_FDS_SCANNED or all(owner is not None for owner in wanted.values()):
+            break
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone, or not ours to read
+        hits = []
+        for fd in fds:
+            scanned += 1
+            if scanned > MAX_FDS_SCANNED:
+                break
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[8:-1]) if target[8:-1].isdigit() else 0
+                if inode in wanted and wanted[inode] is None:
+                    hits.append(inode)
+        if hits:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    argv = handle.read(4096).split(b"\0")
+                command = " ".join(a.decode("utf-8", "replace") for a in argv if a)[:200]
+            except OSError:
+                command = ""
+            for inode in hits:
+                wanted[inode] = (pid, command)
+    ports = []
+    for (port, addr), inode in entries:
+        owner = wanted.get(inode)
+        ports.append(
+            {
+                "port": port,
+                "address": addr,
+                "pid": owner[0] if owner else None,
+                "command": owner[1] if owner else "",
+            }
+        )
+    return {"ports": ports, "truncated": truncated}, b""
+
+
 OPERATIONS = {
     "list": op_list,
     "read": op_read,
@@ -864,6 +950,7 @@ OPERATIONS = {
     "cat": op_cat,
     "zip": op_zip,
     "exec": op_exec,
+    "ports": op_ports,
 }
 
 STREAMING = {"cat", "zip"}
@@ -1038,6 +1125,7 @@ class _TunnelChannel:
         self.read_eof = False  # the socket said EOF (sent to the backend)
         self.write_eof = False  # the backend said EOF (shut down our write side once flushed)
         self.shut = False
+        self.closing = False  # the backend closed it: deliver what it sent, then drop it
 
 
 def tunnel(egress_port):
@@ -1065,7 +1153,7 @@ def tunnel(egress_port):
         events = 0
         if chan.connecting or chan.inbox or (chan.write_eof and not chan.shut):
             events |= selectors.EVENT_WRITE
-        readable = not chan.connecting and not chan.read_eof and chan.send_credit > 0
+        readable = not (chan.connecting or chan.read_eof or chan.closing) and chan.send_credit > 0
         if readable and len(outbox) < 4 * TUNNEL_WINDOW:
             events |= selectors.EVENT_READ
         key = sel.get_map().get(chan.sock)
@@ -1118,7 +1206,12 @@ def tunnel(egress_port):
             chan.write_eof = True
             interest(chan)
         elif op == "close":
-            drop(chan, tell=False)
+            # What the backend sent before it closed still reaches the program, as with TCP.
+            chan.closing = chan.write_eof = True
+            if chan.inbox:
+                interest(chan)
+            else:
+                drop(chan, tell=False)
 
     def on_stdin():
         while True:
@@ -1171,6 +1264,9 @@ def tunnel(egress_port):
                 chan.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+        if chan.closing and not chan.inbox:
+            drop(chan, tell=False)
+            return
         if events & selectors.EVENT_READ:
             try:
                 data = chan.sock.recv(min(chan.send_credit, TUNNEL_FRAME))

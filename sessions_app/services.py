@@ -11,6 +11,7 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from sessions_app.errors import (
 from sessions_app.models import Session, SessionEvent, new_public_id
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult, SandboxStats
+from sessions_app.runtime.tunnel import Tunnel
 from sessions_app.selectors import EffectiveQuota, quota_for, sessions_active_count
 from sessions_app.signals import session_stopping
 
@@ -324,6 +326,37 @@ def session_exec(
     helper = get_runtime().helper(specs.session_ref(session))
     raw = helper.exec(list(argv), timeout=timeout, output_limit=output_limit, cwd=cwd, stdin=stdin or b"")
     return ExecResult.from_helper(raw)
+
+
+def session_tunnel(*, session: Session) -> Tunnel:
+    """The running session's TCP tunnel (previews in, package egress out), started on demand."""
+    _require_running(session)
+    return get_runtime().tunnel(specs.session_ref(session), owner=session.public_id)
+
+
+TUNNEL_READY_SECONDS = 5.0
+
+
+def session_tunnel_ensure(*, session: Session, wait: bool = False) -> None:
+    """Make sure the session's tunnel runs in this process, so that package egress works from
+    the first ``pip install``: in the background, or (``wait``) until its egress port listens.
+    Best effort: failures are logged, never raised; the next call tries again."""
+    if session.status != Session.Status.RUNNING:
+        return
+    runtime, ref = get_runtime(), specs.session_ref(session)
+    if runtime.tunnel_if_open(ref) is not None:
+        return
+
+    def start() -> None:
+        try:
+            runtime.tunnel(ref, owner=session.public_id).wait_ready(TUNNEL_READY_SECONDS)
+        except Exception as exc:
+            logger.info("session %s: no tunnel yet (%s)", session.public_id, exc)
+
+    if wait:
+        start()
+    else:
+        threading.Thread(target=start, name=f"tunnel-start-{session.public_id}", daemon=True).start()
 
 
 def session_stats(*, session: Session) -> SandboxStats:

@@ -17,6 +17,7 @@ from sessions_app.models import Session
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult, Tty
 from sessions_app.runtime.errors import SandboxNotRunning
+from sessions_app.services import session_tunnel_ensure
 from sessions_app.specs import session_ref
 from terminal_app import limits
 from workspace_app.services import workspace_exec
@@ -109,6 +110,9 @@ def terminal_open(*, session: Session, user_id: int, terminal_id: str, cols: int
         limits.slot_release(user_id=user_id, slot_id=client_id)
         raise
     OPEN_TERMINALS.inc()
+    # Package egress (pip, npm, git) goes through the session's tunnel: have it up by the time
+    # the user types.
+    session_tunnel_ensure(session=session)
     return OpenTerminal(
         session=session, terminal_id=terminal_id, user_id=user_id, client_id=client_id, tty=tty
     )

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sessions_app.runtime.base import (
+    ListeningPort,
+    PortsReport,
     ProcessStream,
     SandboxInfo,
     SandboxRef,
@@ -61,6 +63,7 @@ class FakeRuntime(SandboxRuntime):
     # Set to an exception to make the next call of that method raise it (once).
     fail: dict[str, Exception] = field(default_factory=dict)
     reachable: bool = True
+    listening: list[ListeningPort] = field(default_factory=list)
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
@@ -190,6 +193,12 @@ class FakeRuntime(SandboxRuntime):
         self._call("open_stream")
         self._running(ref)
         raise NotImplementedError("the fake runtime runs no processes; the helper is tested on Docker")
+
+    def listening_ports(self, ref: SandboxRef) -> PortsReport:
+        """What ``listening`` says listens in every sandbox (the fake runs no processes)."""
+        self._call("listening_ports")
+        self._running(ref)
+        return PortsReport(ports=list(self.listening), truncated=False)
 
     def stats(self, ref: SandboxRef) -> SandboxStats:
         self._call("stats")

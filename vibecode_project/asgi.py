@@ -14,19 +14,24 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from preview_app.proxy import PreviewRouter  # noqa: E402
 from terminal_app.routing import websocket_urlpatterns  # noqa: E402
 from terminal_app.security import AuditedOriginValidator  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # A WebSocket from a page of another origin (or with no Origin at all) is refused at the
-        # handshake: this server's own hosts and the configured CORS origins are the allowed ones.
-        "websocket": AuditedOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-            [*settings.ALLOWED_HOSTS, *settings.CORS_ALLOWED_ORIGINS],
-        ),
-    }
+# Preview hosts (<port>-<session>.<VIBECODE_PREVIEW_DOMAIN>) go to the sandbox before anything of
+# the app sees them: no VibeCode URL, view, middleware or cookie exists on a preview origin.
+application = PreviewRouter(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # A WebSocket from a page of another origin (or with no Origin at all) is refused at the
+            # handshake: this server's own hosts and the configured CORS origins are the allowed ones.
+            "websocket": AuditedOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+                [*settings.ALLOWED_HOSTS, *settings.CORS_ALLOWED_ORIGINS],
+            ),
+        }
+    )
 )
 
 # Reconcile and idle cleanup in the server itself (VIBECODE_CLEANUP_INTERVAL; 0 turns it off).

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "workspace_app",
     "terminal_app",
     "assistant_app",
+    "preview_app",
     "egress_app",
 ]
 
@@ -372,6 +373,35 @@ VIBECODE_EGRESS_AUDIT_DAYS = env_int("VIBECODE_EGRESS_AUDIT_DAYS", 30, minimum=1
 # to $SSL_CERT_FILE when that file exists. Unreadable: system check vibecode.E014.
 VIBECODE_SANDBOX_CA_BUNDLE = env_str("VIBECODE_SANDBOX_CA_BUNDLE").strip()
 # --- end of package egress ---
+
+# --- Previews (issue 14) ---
+# Each listening port of a sandbox gets its own origin, <scheme>://<port>-<session>.<domain>[:port]/,
+# so a user's pages never run on VibeCode's origin. In development the domain is `localhost`
+# (browsers resolve *.localhost to loopback); in production a wildcard domain (docs/deploy.md).
+# The app's cookies must never cover it: check vibecode.E015 refuses start-up if they would.
+VIBECODE_PREVIEW_DOMAIN = env_str("VIBECODE_PREVIEW_DOMAIN", "localhost").strip().strip(".").lower()
+VIBECODE_PREVIEW_SCHEME = env_choice("VIBECODE_PREVIEW_SCHEME", "http", {"http", "https"})
+# The port browsers use for preview origins: in development the app's own (VIBECODE_PORT); empty
+# means the scheme's default (production, behind nginx).
+VIBECODE_PREVIEW_PORT = env_str("VIBECODE_PREVIEW_PORT", env_str("VIBECODE_PORT", "8000") if DEBUG else "")
+if VIBECODE_PREVIEW_PORT and not (VIBECODE_PREVIEW_PORT.isdigit() and 0 < int(VIBECODE_PREVIEW_PORT) < 65536):
+    raise ImproperlyConfigured("VIBECODE_PREVIEW_PORT must be a TCP port number or empty.")
+# false: staff turned public previews off; public flags are ignored and making a port public is
+# refused (403 public_previews_disabled).
+VIBECODE_PREVIEW_PUBLIC = env_bool("VIBECODE_PREVIEW_PUBLIC", True)
+# The app's own origin, where a preview origin sends a visitor without a preview cookie (for the
+# hand-off). Empty: the preview scheme, domain and port (right for development on localhost).
+VIBECODE_APP_URL = env_str("VIBECODE_APP_URL").strip().rstrip("/")
+# The IDE's Ports panel polls every 2.5 s per open tab: a limit of its own, beside the API's.
+VIBECODE_RATE_PORTS = env_rate("VIBECODE_RATE_PORTS", "120/m")
+# The preview proxy (preview_app/proxy.py):
+# Open preview connections (HTTP requests in flight and WebSockets) per workspace and process,
+# then 503; request bodies over the cap answer 413; a connection with no bytes either way for the
+# idle time is closed.
+VIBECODE_PREVIEW_MAX_CONNECTIONS = env_int("VIBECODE_PREVIEW_MAX_CONNECTIONS", 64, minimum=1)
+VIBECODE_PREVIEW_MAX_BODY_MB = env_int("VIBECODE_PREVIEW_MAX_BODY_MB", 100, minimum=1)
+VIBECODE_PREVIEW_IDLE_SECONDS = env_int("VIBECODE_PREVIEW_IDLE_SECONDS", 300, minimum=5)
+# --- end of previews ---
 
 # --- Terminals ---------------------------------------------------------------------------------
 

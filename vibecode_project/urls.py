@@ -12,6 +12,7 @@ api_patterns = [
     path("vibecode/", include("workspace_app.api.urls")),
     path("vibecode/", include("terminal_app.api.urls")),
     path("vibecode/", include("assistant_app.api.urls")),
+    path("vibecode/", include("preview_app.api.urls")),
     path("health", core_views.health, name="api-health"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -26,6 +27,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts_app.urls")),
     path("", include("sessions_app.urls")),
+    path("", include("preview_app.urls")),
 ]
 
 handler500 = "core_app.views.server_error"

@@ -24,7 +24,7 @@ from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult
 from sessions_app.runtime.errors import SandboxNotRunning
 from sessions_app.runtime.helper import HelperClient, HelperError, HelperGone
-from sessions_app.services import session_touch
+from sessions_app.services import session_touch, session_tunnel_ensure
 from sessions_app.specs import session_ref
 from workspace_app.paths import PathInvalid, PathOutsideWorkspace, clean_path
 
@@ -305,6 +305,8 @@ def workspace_exec(
     seconds = _timeout(timeout)
     directory = _path(session, cwd)
     agent = _agent(session)
+    # A `pip install` run this way needs the egress port listening (a no-op once it does).
+    session_tunnel_ensure(session=session, wait=True)
     if directory:
         kind = agent.call("stat", {"path": directory}).result["type"]
         if kind != "directory":

@@ -34,6 +34,10 @@ from sessions_app.runtime.helper import (
     HelperPool,
     ProcessStream,
 )
+from sessions_app.runtime.tunnel import EGRESS_PORT, Tunnel, TunnelPool
+
+# The tunnel is the helper program in its other mode (TCP connections both ways; see tunnel.py).
+TUNNEL_ARGV = [*HELPER_ARGV[:-1], "tunnel", str(EGRESS_PORT)]
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,22 @@ class ExecResult:
 
 
 @dataclass(frozen=True)
+class ListeningPort:
+    """A TCP port something listens on inside a sandbox (the helper's ``ports`` op)."""
+
+    port: int
+    address: str  # "127.0.0.1", "0.0.0.0", "::", "::1", ...
+    pid: int | None  # None when the owner is not the sandbox user's to see
+    command: str
+
+
+@dataclass(frozen=True)
+class PortsReport:
+    ports: list[ListeningPort]
+    truncated: bool  # more were listening than the helper reports
+
+
+@dataclass(frozen=True)
 class SandboxInfo:
     """A sandbox found on the engine by its labels (for reconciliation and cleanup)."""
 
@@ -176,6 +196,7 @@ class Tty(abc.ABC):
 
 class SandboxRuntime(abc.ABC):
     _helper_pool: HelperPool | None = None
+    _tunnel_pool: TunnelPool | None = None
 
     @property
     def disk_quotas(self) -> bool:
@@ -211,11 +232,47 @@ class SandboxRuntime(abc.ABC):
             single_use=True,
         )
 
+    def tunnel(self, ref: SandboxRef, *, owner: str = "") -> Tunnel:
+        """The TCP tunnel of a running sandbox (previews in, package egress out), started on
+        first use and replaced when dead. ``owner`` is passed to the egress accept handler.
+        Raises ``SandboxNotRunning`` when the container is not running."""
+        if self._tunnel_pool is None:
+            self._tunnel_pool = TunnelPool()
+        return self._tunnel_pool.get(
+            _key(ref),
+            start=lambda: self.open_stream(ref, TUNNEL_ARGV, workdir=HELPER_WORKDIR),
+            label=f"{_label(ref)}/tunnel",
+            owner=owner,
+            on_dead=lambda pid: self._kill_helper(ref, pid),
+        )
+
+    def tunnel_if_open(self, ref: SandboxRef) -> Tunnel | None:
+        """The sandbox's live tunnel in this process, if there is one; never starts one."""
+        return self._tunnel_pool.peek(_key(ref)) if self._tunnel_pool is not None else None
+
+    def listening_ports(self, ref: SandboxRef) -> PortsReport:
+        """The TCP ports listening inside a running sandbox, read from its ``/proc/net/tcp{,6}``
+        by the helper, with the owning process where it can be seen. A bounded list (the helper
+        caps it). Raises ``SandboxNotRunning`` like :meth:`helper`."""
+        raw = self.helper(ref).call("ports", {}).result
+        ports = [
+            ListeningPort(
+                port=int(item["port"]),
+                address=str(item["address"]),
+                pid=int(item["pid"]) if item.get("pid") is not None else None,
+                command=str(item.get("command") or ""),
+            )
+            for item in raw.get("ports", [])
+        ]
+        return PortsReport(ports=ports, truncated=bool(raw.get("truncated")))
+
     def _forget_helper(self, ref: SandboxRef) -> None:
-        """Backends call this when they stop, start or remove a container: its helper in this
-        process is closed, and the next call starts a fresh one."""
+        """Backends call this when they stop, start or remove a container: its helper and its
+        tunnel in this process are closed, and the next call starts fresh ones."""
         if self._helper_pool is not None:
             self._helper_pool.discard(_key(ref))
+        if self._tunnel_pool is not None:
+            self._tunnel_pool.discard(_key(ref))
 
     def _pool(self) -> HelperPool:
         if self._helper_pool is None:

@@ -277,6 +277,7 @@ class Tunnel:
         self._out_cond = threading.Condition()
         self.alive = True
         self.pid: int | None = None
+        self._ready = threading.Event()  # its hello came: the egress port listens
         self._last_frame = time.monotonic()
         threading.Thread(target=self._read_loop, name=f"tunnel-{label}", daemon=True).start()
         threading.Thread(target=self._write_loop, name=f"tunnel-w-{label}", daemon=True).start()
@@ -299,6 +300,10 @@ class Tunnel:
 
     async def aopen(self, port: int) -> Channel:
         return self.open(port)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the tunnel process said hello (its egress port listens); False if not."""
+        return self._ready.wait(timeout) and self.alive
 
     def channel_count(self) -> int:
         with self._lock:
@@ -324,7 +329,9 @@ class Tunnel:
             stream, self._stream = self._stream, None
             channels = list(self._channels.values())
             self._channels.clear()
-        logger.warning("tunnel %s declared dead: %s", self.label, reason)
+        self._ready.set()
+        level = logging.INFO if reason in {"closed", "its stream ended"} else logging.WARNING
+        logger.log(level, "tunnel %s declared dead: %s", self.label, reason)
         if stream is not None:
             stream.close()
         for channel in channels:
@@ -335,8 +342,8 @@ class Tunnel:
         if self._on_dead is not None:
             try:
                 self._on_dead(self.pid)
-            except Exception:
-                logger.warning("tunnel %s: could not kill the old process", self.label, exc_info=True)
+            except Exception as exc:  # its container stopped or went: nothing left to kill
+                logger.info("tunnel %s: did not kill the old process (%s)", self.label, exc)
 
     def close(self) -> None:
         self.declare_dead("closed")
@@ -416,6 +423,7 @@ class Tunnel:
         if header.get("id") == 0:
             if header.get("hello") and isinstance(header.get("pid"), int):
                 self.pid = header["pid"]
+                self._ready.set()
             elif header.get("ev") == "warning":
                 logger.warning("tunnel %s: %s", self.label, str(header.get("detail"))[:300])
             return

@@ -34,7 +34,11 @@ def in_sandbox(session, script: str) -> str:
 
 def helpers_running(session) -> int:
     top = ENGINE.api.top(session.container_name, ps_args="-eo pid,args")
-    return sum(1 for (_, args) in top["Processes"] if args.startswith("/usr/bin/python3 -I -u -c"))
+    return sum(
+        1
+        for (_, args) in top["Processes"]
+        if args.startswith("/usr/bin/python3 -I -u -c") and args.endswith(" serve")  # not the tunnel
+    )
 
 
 def test_a_slow_client_downloading_an_8_gb_sparse_file_keeps_memory_flat(session):

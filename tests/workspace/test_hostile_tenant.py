@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 ENGINE = docker.from_env()
 HOME = "/workspace/.home"
 USER_SITE = f"{HOME}/.local/lib/python3.11/site-packages"
-HELPER_PATTERN = "^/usr/bin/python3 -I -u -c"
+HELPER_PATTERN = "^/usr/bin/python3 -I -u -c.* serve$"  # not the tunnel (" tunnel 3128")
 MIN_SAMPLES = 150
 
 

@@ -4,6 +4,7 @@ import { ApiError, sessionApi } from "./api.js";
 import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
+import { Ports } from "./ports.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
 
@@ -92,6 +93,7 @@ function showPanel(name) {
   for (const tab of document.querySelectorAll(".panel-tab")) tab.classList.toggle("active", tab.dataset.panel === name);
   $("panel-terminals").hidden = name !== "terminals";
   $("panel-output").hidden = name !== "output";
+  $("panel-ports").hidden = name !== "ports";
   if (name === "terminals") terminals.fitAll();
 }
 
@@ -236,6 +238,9 @@ async function start() {
   });
   assistant.init();
 
+  const ports = new Ports({ sessionId: data.sessionId, base: files.base, host: $("panel-ports"), countEl: $("ports-count") });
+  ports.onOpen = () => showPanel("ports");
+
   $("new-file").onclick = () => explorer.newEntry("file");
   $("new-folder").onclick = () => explorer.newEntry("directory");
   $("refresh-tree").onclick = () => explorer.refresh();
@@ -279,6 +284,7 @@ async function start() {
   await terminals.restore();
   pollStats();
   setInterval(pollStats, 5000);
+  ports.start();
   checkIdle();
   setInterval(checkIdle, 15000);
   editors.setTheme(theme());
