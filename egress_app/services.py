@@ -40,6 +40,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from core_app.errors import DomainError
 from core_app.metrics import EGRESS_BYTES, EGRESS_CONNECTIONS, EGRESS_OPEN
 from egress_app.models import EgressConnection
 from egress_app.policy import Destination, EgressRefused, EgressUnresolvable, egress_destination
@@ -240,6 +241,8 @@ def _read_head(channel: ChannelLike, *, deadline: float) -> tuple[bytes, bytes]:
             data = channel.recv(CHUNK, timeout=remaining)
         except TimeoutError:
             continue  # the deadline check above answers
+        except Exception:  # the tunnel went away before a request came: nothing to answer
+            raise _ClientGone() from None
         if not data:
             if buffer:
                 raise _bad_request("incomplete request head")
@@ -550,9 +553,11 @@ def egress_serve(*, session_public_id: str, channel: ChannelLike) -> None:
             _answer(channel, error)
         except _ClientGone:
             outcome = None
-        except Exception as exc:  # the channel failed mid-answer, or a bug: never the caller's problem
-            if proxied.outcome is None:
-                logger.warning("egress: session %s: %r", session_public_id, exc, exc_info=True)
+        except (DomainError, OSError) as exc:  # the channel (tunnel) failed mid-way
+            logger.info("egress: session %s: connection lost: %s", session_public_id, exc)
+            outcome = proxied.outcome or EgressConnection.Outcome.LOST
+        except Exception:  # a bug: logged, never the caller's problem
+            logger.exception("egress: session %s: the proxy failed", session_public_id)
             outcome = proxied.outcome or EgressConnection.Outcome.LOST
     finally:
         _registry.release(session_public_id, proxied)
