@@ -1,13 +1,16 @@
-"""Writes about users: registration and the development/first-run accounts."""
+"""Writes about users: registration, the development/first-run accounts and editor settings."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
+
+from accounts_app.models import EditorSettings
 
 TEST_USER = {"username": "testuser", "password": "testpass123", "email": "test@example.com"}
 
@@ -49,3 +52,13 @@ def user_ensure_first_admin(*, username: str = "admin") -> tuple[AbstractUser, s
         password = secrets.token_urlsafe(12)
         user = User.objects.create_superuser(username=username, email="", password=password)
     return user, password
+
+
+def editor_settings_update(*, user: AbstractBaseUser, changes: dict[str, Any]) -> EditorSettings:
+    """Change some of the user's editor settings (already validated; others keep their value)."""
+    with transaction.atomic():
+        row, _ = EditorSettings.objects.select_for_update().get_or_create(user_id=user.pk)
+        for field, value in changes.items():
+            setattr(row, field, value)
+        row.save()
+    return row

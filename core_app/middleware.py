@@ -63,22 +63,28 @@ class AccessLogMiddleware:
         ]
         try:
             response = self.get_response(request)
+            response["X-Request-ID"] = request.id  # type: ignore[attr-defined]
+            user = _user_id(request)
+            if user != "-":
+                log_context.user_id.set(user)
+            # Logged before the context is reset, so the line's JSON carries this request's ids
+            # (and the session id a view set), not the "-" of no request.
+            access_logger.info(
+                "%s %s %s %.1fms user=%s request=%s",
+                request.method,
+                request.path,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+                user,
+                request.id,  # type: ignore[attr-defined]
+                extra={"method": request.method, "path": request.path, "status": response.status_code},
+            )
+            return response
         finally:
             for var, token in zip(
                 (log_context.request_id, log_context.user_id, log_context.session_id), tokens, strict=True
             ):
                 var.reset(token)
-        response["X-Request-ID"] = request.id  # type: ignore[attr-defined]
-        access_logger.info(
-            "%s %s %s %.1fms user=%s request=%s",
-            request.method,
-            request.path,
-            response.status_code,
-            (time.monotonic() - started) * 1000,
-            _user_id(request),
-            request.id,  # type: ignore[attr-defined]
-        )
-        return response
 
 
 def _user_id(request: HttpRequest) -> str:

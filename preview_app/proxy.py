@@ -25,6 +25,7 @@ import collections
 import html
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -84,13 +85,6 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-@dataclass
-class Target:
-    session_pk: int
-    session_public_id: str
-    port: int
-
-
 class ConnectionSlots:
     """Open preview connections per workspace in this process; past the cap, 503."""
 
@@ -115,10 +109,68 @@ class ConnectionSlots:
 SLOTS = ConnectionSlots()
 
 
-def _tunnel_of(session_pk: int) -> Tunnel:
-    """The running session's tunnel (blocking: the database, maybe an engine call)."""
-    session = Session.objects.get(pk=session_pk)
-    return session_tunnel(session=session)
+@dataclass(frozen=True)
+class Admission:
+    """The decision on a request, and the session's tunnel when it may go through. ``error`` says
+    why an allowed request has no tunnel: ``stopped`` or ``unavailable``."""
+
+    decision: services.PreviewDecision
+    tunnel: Tunnel | None = None
+    error: str = ""
+
+
+AdmissionKey = tuple[str, int, str]  # session public id, port, preview cookie
+
+
+class Admissions:
+    """Requests let in, with their tunnel, remembered for ``GRANT_SECONDS`` per (session, port,
+    cookie) in this process: the dozens of requests of one page load cost one database round and
+    no thread hop. So a port made private, or a workspace stopped, takes up to that long to
+    refuse requests already admitted in a process."""
+
+    GRANT_SECONDS = 2.0
+    MAX_ENTRIES = 4096
+
+    def __init__(self) -> None:
+        self._granted: dict[AdmissionKey, tuple[float, Admission]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, key: AdmissionKey) -> Admission | None:
+        entry = self._granted.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        admission = entry[1]
+        return admission if admission.tunnel is not None and admission.tunnel.alive else None
+
+    def forget(self, key: AdmissionKey) -> None:
+        with self._lock:
+            self._granted.pop(key, None)
+
+    def admit(self, key: AdmissionKey, path: str) -> Admission:
+        """Decide (blocking: the database, and an engine call to start a tunnel)."""
+        public_id, port, cookie = key
+        decision = services.authorize_preview(public_id, port, cookie or None, path)
+        if not decision.allowed:
+            return Admission(decision)
+        if decision.session_status != "running" or decision.session_id is None:
+            return Admission(decision, error="stopped")
+        try:
+            tunnel = session_tunnel(session=Session.objects.get(pk=decision.session_id))
+        except (SandboxNotRunning, Session.DoesNotExist):
+            return Admission(decision, error="stopped")
+        except Exception as exc:
+            logger.info("preview %s:%s: no tunnel (%s)", public_id, port, exc)
+            return Admission(decision, error="unavailable")
+        admission = Admission(decision, tunnel)
+        now = time.monotonic()
+        with self._lock:
+            if len(self._granted) >= self.MAX_ENTRIES:
+                self._granted = {k: v for k, v in self._granted.items() if v[0] > now}
+            self._granted[key] = (now + self.GRANT_SECONDS, admission)
+        return admission
+
+
+ADMISSIONS = Admissions()
 
 
 class PreviewRouter:
@@ -157,9 +209,13 @@ class Preview:
             await self._handoff()
             return
         cookie = self.cookies.get(services.PREVIEW_COOKIE)
-        decision = await sync_to_async(services.authorize_preview, thread_sensitive=False)(
-            self.public_id, self.port, cookie.value if cookie else None, self._target().decode("latin-1")
-        )
+        key = (self.public_id, self.port, cookie.value if cookie else "")
+        admission = ADMISSIONS.cached(key)
+        if admission is None:
+            admission = await sync_to_async(ADMISSIONS.admit, thread_sensitive=False)(
+                key, self._target().decode("latin-1")
+            )
+        decision = admission.decision
         if not decision.allowed:
             PREVIEW_REQUESTS.labels(kind=self.kind, outcome=f"refused_{decision.status}").inc()
             if decision.redirect_url:
@@ -171,19 +227,20 @@ class Preview:
                     "There is no preview here, or it is private to its owner.",
                 )
             return
-        if decision.session_status != "running" or decision.session_id is None:
-            PREVIEW_REQUESTS.labels(kind=self.kind, outcome="stopped").inc()
-            await self._page(503, "Workspace stopped", "This workspace is not running. Resume it first.")
+        if admission.tunnel is None:
+            stopped = admission.error == "stopped"
+            PREVIEW_REQUESTS.labels(kind=self.kind, outcome="stopped" if stopped else "unavailable").inc()
+            if stopped:
+                await self._page(503, "Workspace stopped", "This workspace is not running. Resume it first.")
+            else:
+                await self._page(503, "Preview unavailable", "The workspace did not answer. Try again.")
             return
-        target = Target(decision.session_id, self.public_id, self.port)
         if not SLOTS.take(self.public_id):
             PREVIEW_REQUESTS.labels(kind=self.kind, outcome="busy").inc()
             await self._page(503, "Too many connections", "This workspace has too many preview connections.")
             return
         try:
-            channel = await self._open(target)
-            if channel is None:
-                return
+            channel = await admission.tunnel.aopen(self.port)
             try:
                 if self.kind == "http":
                     await self._http(channel)
@@ -191,21 +248,11 @@ class Preview:
                     await self._websocket(channel)
             finally:
                 channel.close()
+        except ChannelClosed:  # the tunnel died between the admission and the open
+            ADMISSIONS.forget(key)
+            await self._page(503, "Preview unavailable", "The workspace did not answer. Try again.")
         finally:
             SLOTS.give(self.public_id)
-
-    async def _open(self, target: Target) -> Channel | None:
-        try:
-            tunnel = await sync_to_async(_tunnel_of, thread_sensitive=False)(target.session_pk)
-            return await tunnel.aopen(target.port)
-        except SandboxNotRunning:
-            PREVIEW_REQUESTS.labels(kind=self.kind, outcome="stopped").inc()
-            await self._page(503, "Workspace stopped", "This workspace is not running. Resume it first.")
-        except Exception as exc:
-            logger.info("preview %s:%s: no tunnel (%s)", self.public_id, self.port, exc)
-            PREVIEW_REQUESTS.labels(kind=self.kind, outcome="unavailable").inc()
-            await self._page(503, "Preview unavailable", "The workspace did not answer. Try again.")
-        return None
 
     # --- the hand-off: the owner arrives with a one-time token and leaves with a cookie ----------
 

@@ -225,6 +225,17 @@ def redeem_handoff(session_public_id: str, port: int, token: str) -> str | None:
     )
 
 
+def preview_cookie_header(value: str) -> str:
+    """The ``Set-Cookie`` value the preview origin answers a redeemed hand-off with: host-only
+    (no Domain: it never reaches another port's or the app's origin), HttpOnly, SameSite=Lax,
+    Secure under https, for ``COOKIE_MAX_AGE``. An empty ``value`` clears the cookie."""
+    parts = [f"{PREVIEW_COOKIE}={value}", "Path=/", f"Max-Age={COOKIE_MAX_AGE if value else 0}"]
+    parts += ["HttpOnly", "SameSite=Lax"]
+    if settings.VIBECODE_PREVIEW_SCHEME == "https":
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
 def _cookie_user(cookie_value: str | None, public_id: str, port: int) -> int | None:
     """The user id in a valid, unexpired preview cookie for this origin; else None."""
     if not cookie_value or len(cookie_value) > 1000:

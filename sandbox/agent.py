@@ -388,41 +388,431 @@ def op_delete(args, payload):
     return {"path": path}, b""
 
 
-def op_search(args, payload):
-    rel = "/".join(split(args.get("path", "")))
-    needle = str(args["q"]).lower()
-    limit = int(args.get("max_matches", 200))
-    matches = []
-    fd = open_dir(split(rel), path=rel)
-    try:
-        for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            base = os.path.normpath(os.path.join(rel, dirpath)) if rel else os.path.normpath(dirpath)
-            base = "" if base == "." else base
-            for name in sorted(filenames):
+# --- search: ripgrep, run as an argv list (no shell) -----------------------------------------
+#
+# One op, three kinds (``args["kind"]``): ``text`` (matches, grouped by the caller), ``files``
+# (every file name, for quick open) and ``replace`` (one file's new content, for preview and
+# replace-all; the backend saves it through ``write`` with the etag, like the editor). rg is
+# started by absolute path, without its config file, from an fd of the folder walked without
+# links; it never follows links itself. Caps: matches in all and per file, result bytes per line,
+# and time; past any of them rg is killed and the answer says ``truncated`` and why.
+
+RG = "/usr/bin/rg"
+RG_SKIP_GLOBS = ["!" + name for name in sorted(SKIP_DIRS)]
+RG_LINE_CAP = 256 * 1024  # longer JSON lines (minified files) are dropped, not buffered
+RG_TEXT_CAP = 500  # characters of a matching line kept around its first match
+RG_ERRORS_CAP = 64 * 1024
+RG_ETAG_BUDGET = 64 * 1024 * 1024  # bytes read to give the files with matches their etags
+
+
+def _rg_pattern_args(args):
+    argv = ["--no-config", "--color", "never"]
+    argv.append("--case-sensitive" if args.get("match_case") else "--ignore-case")
+    if not args.get("regex"):
+        argv.append("--fixed-strings")
+    if args.get("whole_word"):
+        argv.append("--word-regexp")
+    return argv
+
+
+def _rg_glob_args(args):
+    argv = ["--hidden", "--no-require-git"]
+    for glob in RG_SKIP_GLOBS:
+        argv += ["--glob", glob]
+    for glob in args.get("include") or []:
+        # A --glob would override .gitignore (rg lets globs win over ignore files); a file type
+        # only narrows. Types match file names, so a glob with a folder in it stays a --glob.
+        if "/" in str(glob):
+            argv += ["--glob", str(glob)]
+        else:
+            argv += ["--type-add", f"vcinclude:{glob}"]
+    if any("/" not in str(glob) for glob in args.get("include") or []):
+        argv += ["--type", "vcinclude"]
+    for glob in args.get("exclude") or []:
+        argv += ["--glob", "!" + str(glob)]
+    return argv
+
+
+def _rg_refusal(errors):
+    """rg's own complaint about the pattern or a glob, as a 400 (not about files it met)."""
+    text = errors.decode("utf-8", "replace").strip()
+    if "glob" in text and "error parsing glob" in text:
+        return AgentError("invalid_glob", "A glob is not valid: " + text[:400])
+    if "regex" in text or "not allowed" in text:
+        return AgentError("invalid_regex", "The pattern is not a valid regular expression: " + text[:400])
+    return None
+
+
+class _Rg:
+    """One rg process in its own session, a leader of this helper (so no run's clean-up takes it
+    for an orphan), killed with the helper's thread, the deadline, or ``stop``."""
+
+    def __init__(self, argv, dir_fd, stdin=None):
+        def prepare():
+            _die_with_helper()
+            os.fchdir(dir_fd)
+
+        with _leaders_lock:
+            try:
+                self.proc = subprocess.Popen(
+                    [RG, *argv],
+                    cwd="/",
+                    env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                    start_new_session=True,
+                    preexec_fn=prepare,
+                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            except FileNotFoundError:
+                raise AgentError(
+                    "search_unavailable",
+                    "This workspace's image has no ripgrep; recreate the workspace to search it.",
+                    503,
+                ) from None
+            except OSError as exc:
+                raise AgentError("workspace_busy", f"Search could not start: {exc.strerror}", 503) from None
+            _leaders.add(self.proc.pid)
+        self.errors = bytearray()
+        if stdin is not None:
+            threading.Thread(target=self._feed, args=(stdin,), daemon=True).start()
+
+    def _feed(self, data):
+        # The only writer and closer of rg's stdin; rg killed mid-write ends it with EPIPE.
+        try:
+            self.proc.stdin.write(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            try:
+                self.proc.stdin.close()
+            except (OSError, ValueError):
+                pass
+
+    def chunks(self, deadline):
+        """stdout in chunks until EOF; ``None`` once when the deadline passes."""
+        out, err = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        fds = {out, err}
+        while out in fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                yield None
+                return
+            readable, _, _ = select.select(list(fds), [], [], min(left, 0.5))
+            for fd in readable:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    fds.discard(fd)
+                elif fd == err:
+                    self.errors += chunk[: max(0, RG_ERRORS_CAP - len(self.errors))]
+                else:
+                    yield chunk
+        # Whatever rg still says on stderr (its refusal of a pattern comes just before it exits).
+        while err in fds and time.monotonic() < deadline:
+            readable, _, _ = select.select([err], [], [], 0.2)
+            if not readable:
+                break
+            chunk = os.read(err, 65536)
+            if not chunk:
+                break
+            self.errors += chunk[: max(0, RG_ERRORS_CAP - len(self.errors))]
+
+    def stop(self):
+        """Kill rg (if it still runs) and wait for it; its exit status (negative: a signal)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            return self.proc.wait()
+        finally:
+            with _leaders_lock:
+                _leaders.discard(self.proc.pid)
+            for stream in (self.proc.stdout, self.proc.stderr):
                 try:
-                    ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+                    stream.close()
                 except OSError:
-                    continue
-                try:
-                    info = os.fstat(ffd)
-                    if not stat.S_ISREG(info.st_mode) or info.st_size > 2 * 1024 * 1024:
-                        continue
-                    data = read_fd(ffd)
-                finally:
-                    os.close(ffd)
-                if b"\0" in data[:8192]:
-                    continue
-                for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-                    if needle in line.lower():
-                        matches.append(
-                            {"path": shown(join(base, name)), "line": number, "text": line.strip()[:300]}
-                        )
-                        if len(matches) >= limit:
-                            return {"matches": matches, "truncated": True}, b""
+                    pass
+
+    def wait(self, deadline):
+        """Wait for rg to end by itself until the deadline; True if it did."""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return True
+            time.sleep(0.01)
+        return False
+
+
+def _rg_lines(rg, deadline, state):
+    """Complete lines of rg's stdout; a line over RG_LINE_CAP is dropped (``state["long"]``)."""
+    buffer = bytearray()
+    skipping = False
+    for chunk in rg.chunks(deadline):
+        if chunk is None:
+            state["reason"] = "time"
+            return
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            if newline < 0:
+                if not skipping:
+                    buffer += chunk[start:]
+                    if len(buffer) > RG_LINE_CAP:
+                        buffer.clear()
+                        skipping = True
+                        state["long"] += 1
+                break
+            if skipping:
+                skipping = False
+            else:
+                buffer += chunk[start:newline]
+                yield bytes(buffer)
+            buffer.clear()
+            start = newline + 1
+
+
+def _rg_text(value):
+    if value is None:
+        return ""
+    if "text" in value:
+        return value["text"]
+    return base64.b64decode(value.get("bytes") or "").decode("utf-8", "replace")
+
+
+def _rg_path(base, raw):
+    return join(base, raw[2:] if raw.startswith("./") else raw)
+
+
+def _search_text(args, fd, rel):
+    limit = int(args.get("max_matches", 2000))
+    per_file = int(args.get("max_per_file", 200))
+    deadline = time.monotonic() + float(args.get("timeout", 10))
+    argv = _rg_pattern_args(args) + _rg_glob_args(args)
+    argv += ["--json", "--no-messages", "--sort", "path", "--max-count", str(per_file)]
+    argv += ["--regexp", str(args["q"]), "--", "."]
+    rg = _Rg(argv, fd)
+    state = {"reason": None, "long": 0}
+    matches = []
+    try:
+        for line in _rg_lines(rg, deadline, state):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind, data = event.get("type"), event.get("data") or {}
+            if kind == "end" and data.get("stats", {}).get("matched_lines", 0) >= per_file:
+                state["per_file"] = True
+            if kind != "match":
+                continue
+            text = _rg_text(data.get("lines")).rstrip("\r\n")
+            raw = text.encode("utf-8", "surrogatepass")
+            ranges = []
+            for sub in (data.get("submatches") or [])[:50]:
+                # Byte offsets in the line; the browser wants character offsets.
+                start = len(raw[: sub["start"]].decode("utf-8", "replace"))
+                end = len(raw[: sub["end"]].decode("utf-8", "replace"))
+                ranges.append([start, end])
+            cut = 0
+            if len(text) > RG_TEXT_CAP:
+                first = ranges[0][0] if ranges else 0
+                cut = max(0, min(first - 40, len(text) - RG_TEXT_CAP))
+                text = text[cut : cut + RG_TEXT_CAP]
+                ranges = [
+                    [s - cut, min(e - cut, RG_TEXT_CAP)] for s, e in ranges if 0 <= s - cut < RG_TEXT_CAP
+                ]
+            matches.append(
+                {
+                    "path": _rg_path(rel, _rg_text(data.get("path"))),
+                    "line": int(data.get("line_number") or 0),
+                    "text": text,
+                    "ranges": ranges,
+                    "offset": cut,
+                }
+            )
+            if len(matches) >= limit:
+                state["reason"] = "matches"
+                break
+        finished = state["reason"] is None and rg.wait(deadline)
+    finally:
+        code = rg.stop()
+    if finished and code == 2 and not matches:
+        refusal = _rg_refusal(bytes(rg.errors))
+        if refusal is not None:
+            raise refusal
+    if state["reason"] is None and code is not None and code < 0:
+        state["reason"] = "interrupted"  # rg was killed, by the tenant or the kernel
+    if state["reason"] is None and not finished:
+        state["reason"] = "time"
+    reason = state["reason"] or ("per_file" if state.get("per_file") else None)
+    if reason is None and state["long"]:
+        reason = "long_lines"
+    return {
+        "matches": matches,
+        "truncated": reason is not None,
+        "reason": reason,
+        "etags": _etags([m["path"] for m in matches], int(args.get("etag_max_bytes") or 0)),
+    }
+
+
+def _etags(paths, max_bytes):
+    """The etag of each file with matches, as the search saw it (replace-all checks it later):
+    files the editor could open, up to RG_ETAG_BUDGET bytes in all; the others get none."""
+    etags = {}
+    budget = RG_ETAG_BUDGET
+    for path in dict.fromkeys(paths):
+        try:
+            fd, info = open_path(path)
+        except (AgentError, OSError):
+            continue
+        try:
+            if info.st_size > max_bytes or info.st_size > budget:
+                continue
+            data = read_fd(fd)
+            budget -= len(data)
+            etags[path] = etag_of(data)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return etags
+
+
+def _search_files(args, fd, rel):
+    limit = int(args.get("max_files", 50000))
+    deadline = time.monotonic() + float(args.get("timeout", 10))
+    argv = ["--no-config", "--files", "--null", "--no-messages", "--sort", "path", *_rg_glob_args(args)]
+    argv += ["--", "."]
+    rg = _Rg(argv, fd)
+    names = []
+    reason = None
+    buffer = b""
+    try:
+        for chunk in rg.chunks(deadline):
+            if chunk is None:
+                reason = "time"
+                break
+            parts = (buffer + chunk).split(b"\0")
+            buffer = parts.pop()
+            names.extend(parts)
+            if len(names) >= limit:
+                reason = "files"
+                del names[limit:]
+                break
+        finished = reason is None and rg.wait(deadline)
+    finally:
+        code = rg.stop()
+    if reason is None and code is not None and code < 0:
+        reason = "interrupted"
+    if reason is None and not finished:
+        reason = "time"
+    base = rel.encode("utf-8", "surrogateescape") + b"/" if rel else b""
+    files = []
+    for name in names:
+        name = name[2:] if name.startswith(b"./") else name
+        files.append(shown(os.fsdecode(base + name)))
+    return {"files": files, "truncated": reason is not None, "reason": reason}
+
+
+def _search_replace(args, payload):
+    """One file's content with every match replaced (rg's ``--passthru --replace``: the same
+    matcher as the search, ``$1``/``${name}`` in the replacement), and the lines that change.
+    Refuses (409 ``conflict``) when ``etag`` is given and the file is not that version."""
+    path = args["path"]
+    fd, info = open_path(path)
+    try:
+        if info.st_size > int(args["max_bytes"]):
+            raise AgentError("file_too_large", f"{path} is over the editor's limit.", 413, size=info.st_size)
+        data = read_fd(fd)
     finally:
         os.close(fd)
-    return {"matches": matches, "truncated": False}, b""
+    etag = etag_of(data)
+    expected = args.get("etag")
+    if expected and expected != etag:
+        raise AgentError("conflict", f"{path} changed since the search.", 409, current_etag=etag)
+    if b"\0" in data:
+        raise AgentError("not_text", f"{path} is a binary file; it is left alone.", 415)
+    try:
+        old_text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AgentError("not_text", f"{path} is not UTF-8 text; it is left alone.", 415) from None
+    deadline = time.monotonic() + float(args.get("timeout", 10))
+    argv = [*_rg_pattern_args(args), "--passthru", "--no-line-number", "--text", "--no-messages"]
+    argv += ["--replace", str(args["replace"]), "--regexp", str(args["q"]), "-"]
+    root = os.open(ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rg = _Rg(argv, root, stdin=data)
+    finally:
+        os.close(root)
+    out = bytearray()
+    cap = int(args["max_bytes"])
+    reason = None
+    try:
+        for chunk in rg.chunks(deadline):
+            if chunk is None:
+                reason = "time"
+                break
+            out += chunk
+            if len(out) > cap + 1:
+                reason = "size"
+                break
+        finished = reason is None and rg.wait(deadline)
+    finally:
+        code = rg.stop()
+    if reason == "size":
+        raise AgentError("file_too_large", f"{path} would grow over the editor's limit.", 413)
+    if reason == "time" or not finished:
+        raise AgentError("search_timeout", f"Replacing in {path} took too long.", 503)
+    if code == 2:
+        raise _rg_refusal(bytes(rg.errors)) or AgentError("search_failed", "ripgrep failed.", 503)
+    if code not in (0, 1):
+        raise AgentError("search_failed", f"ripgrep stopped ({code}) while replacing in {path}.", 503)
+    if not data.endswith(b"\n") and out.endswith(b"\n"):
+        del out[-1:]  # rg ends the last line; the file had no final newline
+    new = bytes(out) if code == 0 else data
+    new_text = new.decode("utf-8", "replace")
+    old_lines, new_lines = old_text.split("\n"), new_text.split("\n")
+    changes = []
+    changed = 0
+    if len(old_lines) == len(new_lines):
+        for number, (before, after) in enumerate(zip(old_lines, new_lines, strict=True), 1):
+            if before != after:
+                changed += 1
+                if len(changes) < int(args.get("max_changes", 200)):
+                    changes.append(
+                        {"line": number, "before": before[:RG_TEXT_CAP], "after": after[:RG_TEXT_CAP]}
+                    )
+    else:
+        import difflib
+
+        matcher = difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            changed += 1
+            if len(changes) < int(args.get("max_changes", 200)):
+                changes.append(
+                    {
+                        "line": i1 + 1,
+                        "before": "\n".join(old_lines[i1:i2])[:RG_TEXT_CAP],
+                        "after": "\n".join(new_lines[j1:j2])[:RG_TEXT_CAP],
+                    }
+                )
+    result = {"path": path, "etag": etag, "lines": changed, "changes": changes}
+    return result, (new if args.get("content") else b"")
+
+
+def op_search(args, payload):
+    kind = args.get("kind", "text")
+    if kind == "replace":
+        return _search_replace(args, payload)
+    rel = "/".join(split(args.get("path", "")))
+    fd = open_dir(split(rel), path=rel)
+    try:
+        if kind == "files":
+            return _search_files(args, fd, rel), b""
+        return _search_text(args, fd, rel), b""
+    finally:
+        os.close(fd)
 
 
 class FrameWriter:
@@ -938,6 +1328,289 @@ def op_ports(args, payload):
     return {"ports": ports, "truncated": truncated}, b""
 
 
+# --- runs: long programs owned by this helper, read back from an offset -----------------------
+#
+# A streaming Run outlives any one backend request: ``run_start`` spawns it (supervised like
+# ``exec``: its own session, the run marker, a leader of this subreaper, killed with the helper)
+# and a pump thread copies its output (stdout and stderr merged, in the order written) into a
+# bounded ring buffer. ``run_read`` returns output from a byte offset, waiting up to a second
+# for more; bytes that fell out of the ring are reported as ``dropped``. ``run_input`` writes to
+# its stdin without ever blocking, ``run_stop`` kills its whole tree, ``run_list`` lists them.
+# Finished runs are kept (a bounded number) so that a reattach still sees the end.
+
+RUN_BUFFER_BYTES = 1024 * 1024
+RUN_READ_BYTES = 256 * 1024
+RUN_READ_WAIT = 1.0
+RUN_MAX_ACTIVE = 8
+RUN_KEEP_FINISHED = 16
+RUN_INPUT_BYTES = 64 * 1024
+
+_runs = {}
+_runs_lock = threading.Lock()
+
+
+class _Run:
+    def __init__(self, run_id, argv, label, timeout):
+        self.id = run_id
+        self.argv = argv
+        self.label = label
+        self.timeout = timeout
+        self.started_at = time.time()
+        self.started = time.monotonic()
+        self.cond = threading.Condition()
+        self.data = bytearray()  # the ring: bytes [base, base + len(data)) of the output
+        self.base = 0
+        self.finished = False
+        self.stopped = False
+        self.result = {}
+        self.child = None
+        self.reaper = None
+        self.stdin_fd = None
+        self.stdin_lock = threading.Lock()
+        self.oom_before = oom_kills()
+
+    def end(self):
+        return self.base + len(self.data)
+
+    def append(self, chunk):
+        with self.cond:
+            self.data += chunk
+            excess = len(self.data) - RUN_BUFFER_BYTES
+            if excess > 0:
+                del self.data[:excess]
+                self.base += excess
+            self.cond.notify_all()
+
+    def info(self):
+        with self.cond:
+            return {
+                "run_id": self.id,
+                "argv": self.argv,
+                "label": self.label,
+                "started_at": self.started_at,
+                "running": not self.finished,
+                "end_offset": self.end(),
+                "first_offset": self.base,
+                **self.result,
+            }
+
+
+def _run_get(args):
+    run = _runs.get(str(args.get("run_id") or ""))
+    if run is None:
+        raise AgentError("run_not_found", "No such run: it ended long ago, or its helper restarted.", 404)
+    return run
+
+
+def _run_pump(run):
+    """Copy the run's output into its ring until it ends, times out or is stopped; then kill
+    every process it left and record how it ended."""
+    child, reaper = run.child, run.reaper
+    out_fd = child.stdout.fileno()
+    open_out = True
+    deadline = run.started + run.timeout
+    timed_out = False
+    exited_at = None
+    while open_out or not reaper.poll():
+        now = time.monotonic()
+        if run.stopped:
+            break
+        if now >= deadline:
+            timed_out = True
+            break
+        if exited_at is None and reaper.poll():
+            exited_at = now
+        if exited_at is not None and now - exited_at > 0.2:
+            break  # done; a background child still holding the output is not waited for
+        if not open_out:
+            time.sleep(0.02)
+            continue
+        readable, _, _ = select.select([out_fd], [], [], min(deadline - now, 0.1))
+        if readable:
+            chunk = os.read(out_fd, 65536)
+            if chunk:
+                run.append(chunk)
+            else:
+                open_out = False
+    try:
+        reaper.kill_all()
+        returncode = reaper.wait()
+    finally:
+        with _leaders_lock:
+            _leaders.discard(child.pid)
+            _active_tokens.discard(reaper.token)
+    child.returncode = returncode
+    with run.stdin_lock:
+        run.stdin_fd = None
+    for stream in (child.stdout, child.stdin):
+        try:
+            stream.close()
+        except (OSError, ValueError):
+            pass
+    killed = returncode == -signal.SIGKILL
+    code = returncode if returncode >= 0 else 128 - returncode
+    oom_after = oom_kills()
+    if run.oom_before is not None and oom_after is not None:
+        killed = killed and oom_after > run.oom_before
+    with run.cond:
+        run.result = {
+            "exit_code": None if timed_out or run.stopped else code,
+            "timed_out": timed_out,
+            "stopped": run.stopped and not timed_out,
+            "oom_killed": killed and not timed_out and not run.stopped,
+            "duration_ms": int((time.monotonic() - run.started) * 1000),
+            "max_rss_kb": reaper.max_rss_kb,
+        }
+        run.finished = True
+        run.cond.notify_all()
+    _runs_prune()
+
+
+def _runs_prune():
+    with _runs_lock:
+        done = [run for run in _runs.values() if run.finished]
+        done.sort(key=lambda run: run.started)
+        for run in done[: max(len(done) - RUN_KEEP_FINISHED, 0)]:
+            _runs.pop(run.id, None)
+
+
+def op_run_start(args, payload):
+    argv = [str(a) for a in args.get("argv") or []]
+    if not argv:
+        raise AgentError("invalid_command", "argv is empty.")
+    with _runs_lock:
+        if sum(1 for run in _runs.values() if not run.finished) >= RUN_MAX_ACTIVE:
+            detail = f"{RUN_MAX_ACTIVE} runs are going already; stop one first."
+            raise AgentError("too_many_runs", detail, 429)
+        run = _Run(os.urandom(8).hex(), argv, str(args.get("label") or argv[0])[:300], float(args["timeout"]))
+        _runs[run.id] = run
+    env = dict(USER_ENV)
+    env.update(args.get("env") or {})
+    env.setdefault("PYTHONUNBUFFERED", "1")  # output shows as it is printed, not at exit
+    env[RUN_MARKER] = f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+    failure = None
+    with _leaders_lock:
+        _active_tokens.add(env[RUN_MARKER])
+        try:
+            child = subprocess.Popen(
+                argv,
+                cwd=args.get("cwd") or ROOT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_helper,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            _leaders.add(child.pid)
+        except OSError as exc:
+            failure = exc
+            _active_tokens.discard(env[RUN_MARKER])
+        except BaseException:
+            _active_tokens.discard(env[RUN_MARKER])
+            with _runs_lock:
+                _runs.pop(run.id, None)
+            raise
+    if failure is not None:
+        run.append(f"{argv[0]}: {failure.strerror or failure}\n".encode())
+        with run.cond:
+            run.result = {
+                "exit_code": 127 if isinstance(failure, FileNotFoundError) else 126,
+                "timed_out": False,
+                "stopped": False,
+                "oom_killed": False,
+                "duration_ms": 0,
+                "max_rss_kb": None,
+            }
+            run.finished = True
+        return run.info(), b""
+    run.child = child
+    run.reaper = Reaper(child.pid, env[RUN_MARKER])
+    run.stdin_fd = child.stdin.fileno()
+    os.set_blocking(run.stdin_fd, False)
+    try:
+        threading.Thread(target=_run_pump, args=(run,), daemon=True).start()
+    except RuntimeError:  # no room for a thread (a fork bomb elsewhere): nothing unsupervised
+        run.reaper.kill_all()
+        run.reaper.wait()
+        child.returncode = -signal.SIGKILL
+        child.stdout.close()
+        child.stdin.close()
+        with _leaders_lock:
+            _leaders.discard(child.pid)
+            _active_tokens.discard(env[RUN_MARKER])
+        with _runs_lock:
+            _runs.pop(run.id, None)
+        raise AgentError("workspace_busy", "The workspace has no room to start a run now.", 503) from None
+    return run.info(), b""
+
+
+def op_run_read(args, payload):
+    run = _run_get(args)
+    offset = max(int(args.get("offset") or 0), 0)
+    wait = min(max(float(args.get("wait", RUN_READ_WAIT)), 0.0), RUN_READ_WAIT)
+    limit = min(max(int(args.get("max_bytes") or RUN_READ_BYTES), 1), RUN_READ_BYTES)
+    until = time.monotonic() + wait
+    with run.cond:
+        while offset >= run.end() and not run.finished:
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            run.cond.wait(left)
+        dropped = max(run.base - offset, 0)
+        start = max(min(offset, run.end()), run.base)
+        data = bytes(run.data[start - run.base : start - run.base + limit])
+        finished = run.finished and start + len(data) >= run.end()
+    info = run.info()
+    info.update(offset=start, next_offset=start + len(data), dropped=dropped, finished=finished)
+    return info, data
+
+
+def op_run_input(args, payload):
+    run = _run_get(args)
+    data = b"".join(payload)
+    if len(data) > RUN_INPUT_BYTES:
+        raise AgentError("input_too_large", f"Send at most {RUN_INPUT_BYTES} bytes at a time.", 413)
+    with run.stdin_lock:
+        if run.stdin_fd is None or run.finished:
+            raise AgentError("run_finished", "The run has ended or closed its input.", 409)
+        try:
+            written = os.write(run.stdin_fd, data) if data else 0
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the program closed its stdin
+            run.stdin_fd = None
+            raise AgentError("run_finished", "The program closed its input.", 409) from None
+        if written < len(data):
+            raise AgentError(
+                "input_full", "The program is not reading its input; try again later.", 409, accepted=written
+            )
+        if args.get("eof"):
+            try:
+                run.child.stdin.close()
+            except OSError:
+                pass
+            run.stdin_fd = None
+    return {"run_id": run.id, "accepted": written}, b""
+
+
+def op_run_stop(args, payload):
+    run = _run_get(args)
+    with run.cond:
+        if not run.finished:
+            run.stopped = True  # the pump sees it within 0.1 s and kills the run's every process
+        until = time.monotonic() + 5
+        while not run.finished and time.monotonic() < until:
+            run.cond.wait(0.1)
+    return run.info(), b""
+
+
+def op_run_list(args, payload):
+    with _runs_lock:
+        runs = sorted(_runs.values(), key=lambda run: run.started)
+    return {"runs": [run.info() for run in runs]}, b""
+
+
 OPERATIONS = {
     "list": op_list,
     "read": op_read,
@@ -951,6 +1624,11 @@ OPERATIONS = {
     "zip": op_zip,
     "exec": op_exec,
     "ports": op_ports,
+    "run_start": op_run_start,
+    "run_read": op_run_read,
+    "run_input": op_run_input,
+    "run_stop": op_run_stop,
+    "run_list": op_run_list,
 }
 
 STREAMING = {"cat", "zip"}

@@ -39,3 +39,15 @@ class VolumeMissing(DomainError):
     status_code = 409
     code = "volume_missing"
     default_detail = "The session's workspace volume no longer exists; its files are gone."
+
+
+class InvalidWorkbenchState(DomainError):
+    status_code = 400
+    code = "invalid_workbench"
+    default_detail = "The workbench state is not valid."
+
+
+class WorkbenchTooLarge(DomainError):
+    status_code = 413
+    code = "workbench_too_large"
+    default_detail = "The workbench state is too large to keep."

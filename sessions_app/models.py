@@ -154,3 +154,18 @@ class SessionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.session_public_id} by {self.actor or 'system'}"
+
+
+class WorkbenchState(models.Model):
+    """What the IDE of one session looked like: open tabs and their cursors, the active tab, the
+    panel's size and the open terminals. One row per session (so per user and workspace); the
+    page saves it as it changes and restores it on load, in any browser."""
+
+    session = models.OneToOneField(Session, on_delete=models.CASCADE, related_name="workbench_state")
+    # Validated by sessions_app.api.serializers.WorkbenchStateInput, capped in size by
+    # VIBECODE_MAX_WORKBENCH_BYTES (sessions_app.workbench.workbench_save).
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Workbench of {self.session}"

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE as CSP_NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 from vibecode_project.env import (
@@ -84,6 +85,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core_app.middleware.AccessLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -216,7 +218,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["core_app.api.throttling.ApiRateThrottle"],
     "EXCEPTION_HANDLER": "core_app.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core_app.api.schema.ErrorAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -298,11 +300,14 @@ VIBECODE_STUCK_CREATING_SECONDS = env_int("VIBECODE_STUCK_CREATING_SECONDS", 120
 VIBECODE_EXEC_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_TIMEOUT_SECONDS", 30, minimum=1)
 VIBECODE_EXEC_MAX_TIMEOUT_SECONDS = env_int("VIBECODE_EXEC_MAX_TIMEOUT_SECONDS", 300, minimum=1)
 VIBECODE_EXEC_OUTPUT_LIMIT_BYTES = env_int("VIBECODE_EXEC_OUTPUT_LIMIT_BYTES", 1024 * 1024, minimum=1024)
+# --- streaming runs (issue 15): the IDE's Run, owned by the sandbox's helper ---
+# A streaming run is killed after this many seconds; the one-shot exec API keeps its own limits.
+VIBECODE_RUN_TIMEOUT_SECONDS = env_int("VIBECODE_RUN_TIMEOUT_SECONDS", 600, minimum=1)
+# --- end of streaming runs ---
 
 # Workspace files.
 VIBECODE_MAX_EDIT_BYTES = env_int("VIBECODE_MAX_EDIT_BYTES", 5 * 1024 * 1024, minimum=1024)
 VIBECODE_MAX_UPLOAD_BYTES = env_int("VIBECODE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, minimum=1024)
-VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 200, minimum=1)
 # Uploads stream through temporary files, never whole into memory; the request as a whole is
 # bounded by VIBECODE_MAX_UPLOAD_BYTES in the upload view.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -402,6 +407,22 @@ VIBECODE_PREVIEW_MAX_CONNECTIONS = env_int("VIBECODE_PREVIEW_MAX_CONNECTIONS", 6
 VIBECODE_PREVIEW_MAX_BODY_MB = env_int("VIBECODE_PREVIEW_MAX_BODY_MB", 100, minimum=1)
 VIBECODE_PREVIEW_IDLE_SECONDS = env_int("VIBECODE_PREVIEW_IDLE_SECONDS", 300, minimum=5)
 # --- end of previews ---
+# --- search, replace and quick open (issue 15): ripgrep in the sandbox, bounded ---------------
+# Matches in one search (and per file) before the answer says truncated; seconds before rg is
+# killed (a search, a file list, one file's replacement); files a quick-open list holds; files
+# one replace-all may change.
+VIBECODE_SEARCH_MAX_MATCHES = env_int("VIBECODE_SEARCH_MAX_MATCHES", 2000, minimum=1)
+VIBECODE_SEARCH_MAX_PER_FILE = env_int("VIBECODE_SEARCH_MAX_PER_FILE", 200, minimum=1)
+VIBECODE_SEARCH_TIMEOUT_SECONDS = env_int("VIBECODE_SEARCH_TIMEOUT_SECONDS", 10, minimum=1)
+VIBECODE_QUICK_OPEN_MAX_FILES = env_int("VIBECODE_QUICK_OPEN_MAX_FILES", 50000, minimum=1)
+VIBECODE_REPLACE_MAX_FILES = env_int("VIBECODE_REPLACE_MAX_FILES", 500, minimum=1)
+# --- end of search ---
+# --- Workbench state (issue 15) ---
+# The IDE's saved layout per session (open tabs, cursors, panel size, terminals), stored as JSON:
+# a state larger than this answers 413 workbench_too_large. The page saves it with a keepalive
+# fetch on pagehide, which browsers cap at 64 KiB, so larger values would not help.
+VIBECODE_MAX_WORKBENCH_BYTES = env_int("VIBECODE_MAX_WORKBENCH_BYTES", 64 * 1024, minimum=1024)
+# --- end of workbench state ---
 
 # --- Terminals ---------------------------------------------------------------------------------
 
@@ -462,6 +483,9 @@ STATICFILES_DIRS = [
     ("vendor/xterm-addon-web-links", NODE_MODULES / "@xterm/addon-web-links/lib"),
     ("vendor/xterm-addon-search", NODE_MODULES / "@xterm/addon-search/lib"),
     ("vendor/monaco", NODE_MODULES / "monaco-editor/min"),
+    # The assistant's markdown: marked renders, DOMPurify sanitizes (ES modules, via the importmap).
+    ("vendor/marked", NODE_MODULES / "marked/lib"),
+    ("vendor/dompurify", NODE_MODULES / "dompurify/dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -479,6 +503,30 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy (django-csp 4; issue 15) ---
+# Scripts come only from our own static files; the one inline script (the IDE's importmap) carries
+# the per-request nonce (``request.csp_nonce``). Styles allow 'unsafe-inline' because Monaco and
+# xterm.js set style attributes and inject <style> elements at run time for every line they draw
+# (and Django's admin uses style attributes); styles cannot run code, and scripts stay locked.
+# Monaco's language workers are loaded from our own origin ('self'; blob: for the worker shim).
+# Images: our own files and data: URIs (Monaco's and Swagger UI's icons), nothing from elsewhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", CSP_NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# --- end of Content-Security-Policy ---
 
 # --- Logging -----------------------------------------------------------------------------------
 

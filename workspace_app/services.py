@@ -21,7 +21,7 @@ from core_app.metrics import EXEC_SECONDS, EXECS
 from sessions_app.audit import session_event_record
 from sessions_app.models import Session, SessionEvent
 from sessions_app.runtime import get_runtime
-from sessions_app.runtime.base import ExecResult
+from sessions_app.runtime.base import ExecResult, SandboxRef
 from sessions_app.runtime.errors import SandboxNotRunning
 from sessions_app.runtime.helper import HelperClient, HelperError, HelperGone
 from sessions_app.services import session_touch, session_tunnel_ensure
@@ -66,6 +66,12 @@ def _agent(session: Session) -> HelperClient:
         raise SandboxNotRunning(f"The session is {session.status}. Resume it to use its files.")
     session_touch(session=session)
     return get_runtime().helper(session_ref(session))
+
+
+def helper_by_ref(ref: SandboxRef) -> HelperClient:
+    """The helper of a sandbox resolved earlier, for a stream that must not touch the database
+    (a run's events, read on worker threads); no status check, no activity recorded."""
+    return get_runtime().helper(ref)
 
 
 def _look(session: Session, op: str, args: dict[str, Any]) -> Any:
@@ -253,13 +259,6 @@ def workspace_download(*, session: Session, path: str) -> Download:
         name = (clean.rsplit("/", 1)[-1] if clean else session.name) or "workspace"
         return Download(f"{name}.zip", "application/zip", body())
     return Download(info["name"], "application/octet-stream", body())
-
-
-def workspace_search(*, session: Session, query: str, path: str = "") -> dict[str, Any]:
-    if not query or len(query) > 200:
-        raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
-    args = {"path": _path(session, path), "q": query, "max_matches": settings.VIBECODE_SEARCH_MAX_MATCHES}
-    return _look(session, "search", args).result
 
 
 # --- execution --------------------------------------------------------------------------------

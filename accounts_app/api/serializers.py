@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from accounts_app.models import EditorSettings
+
 
 class LoginInput(serializers.Serializer):
     username = serializers.CharField(max_length=150)
@@ -34,3 +36,29 @@ class MeOutput(serializers.Serializer):
     username = serializers.CharField()
     email = serializers.EmailField()
     is_staff = serializers.BooleanField()
+
+
+EDITOR_SETTING_FIELDS = [
+    "tab_size",
+    "insert_spaces",
+    "word_wrap",
+    "minimap",
+    "font_size",
+    "theme",
+    "autosave",
+    "autosave_delay_ms",
+]
+
+
+class EditorSettingsInput(serializers.ModelSerializer):
+    """Any of the settings; those left out keep their value."""
+
+    class Meta:
+        model = EditorSettings
+        fields = EDITOR_SETTING_FIELDS
+
+
+class EditorSettingsOutput(serializers.ModelSerializer):
+    class Meta:
+        model = EditorSettings
+        fields = [*EDITOR_SETTING_FIELDS, "updated_at"]

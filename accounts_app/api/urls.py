@@ -10,4 +10,5 @@ urlpatterns = [
     path("auth/logout", views.LogoutView.as_view(), name="api-logout"),
     path("auth/register", views.RegisterView.as_view(), name="api-register"),
     path("me", views.MeView.as_view(), name="api-me"),
+    path("vibecode/settings/editor", views.EditorSettingsView.as_view(), name="api-editor-settings"),
 ]

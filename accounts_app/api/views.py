@@ -18,13 +18,19 @@ from rest_framework_simplejwt.serializers import (
 )
 
 from accounts_app.api.serializers import (
+    EDITOR_SETTING_FIELDS,
+    EditorSettingsInput,
+    EditorSettingsOutput,
     LoginInput,
     MeOutput,
     RefreshInput,
     RegisterInput,
     TokenPairOutput,
 )
-from accounts_app.services import user_register
+from accounts_app.errors import InvalidEditorSettings, UnknownEditorSetting
+from accounts_app.selectors import editor_settings_get
+from accounts_app.services import editor_settings_update, user_register
+from core_app.api.errors import validation_detail
 from core_app.api.throttling import ApiRateThrottle, LoginRateThrottle
 from core_app.net import client_ip
 from sessions_app.audit import session_event_record
@@ -116,3 +122,24 @@ class MeView(APIView):
     @extend_schema(responses=MeOutput)
     def get(self, request: Request) -> Response:
         return Response(MeOutput(request.user).data)
+
+
+class EditorSettingsView(APIView):
+    """The signed-in user's editor settings, the same in every workspace and browser."""
+
+    @extend_schema(responses=EditorSettingsOutput)
+    def get(self, request: Request) -> Response:
+        return Response(EditorSettingsOutput(editor_settings_get(user=request.user)).data)
+
+    @extend_schema(request=EditorSettingsInput, responses=EditorSettingsOutput)
+    def put(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise InvalidEditorSettings("The editor settings must be a JSON object.")
+        unknown = sorted(set(request.data) - set(EDITOR_SETTING_FIELDS))
+        if unknown:
+            raise UnknownEditorSetting(f"There is no editor setting {unknown[0]!r}.", unknown=unknown)
+        data = EditorSettingsInput(data=request.data, partial=True)
+        if not data.is_valid():
+            raise InvalidEditorSettings(validation_detail(data.errors), errors=data.errors)
+        row = editor_settings_update(user=request.user, changes=dict(data.validated_data))
+        return Response(EditorSettingsOutput(row).data)

@@ -100,3 +100,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             body = error_body(_first_message(detail), code)
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
+
+
+def validation_detail(errors: Any) -> str:
+    """The sentence the handler would give for these serializer errors, for views that answer a
+    validation failure with their own code (a ``DomainError`` carrying ``errors=``)."""
+    return _first_message(errors)

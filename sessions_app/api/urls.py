@@ -16,4 +16,5 @@ urlpatterns = [
         name="api-session-keepalive",
     ),
     path("sessions/<str:session_id>/stats", views.SessionStatsView.as_view(), name="api-session-stats"),
+    path("sessions/<str:session_id>/workbench", views.WorkbenchView.as_view(), name="api-session-workbench"),
 ]

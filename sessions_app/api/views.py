@@ -11,8 +11,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core_app import logging as log_context
-from sessions_app import selectors, services
-from sessions_app.api.serializers import SessionCreateInput, SessionOutput, StatsOutput
+from core_app.api.errors import validation_detail
+from core_app.api.schema import error_response
+from sessions_app import selectors, services, workbench
+from sessions_app.api.serializers import (
+    SessionCreateInput,
+    SessionOutput,
+    StatsOutput,
+    WorkbenchStateInput,
+    WorkbenchStateOutput,
+)
+from sessions_app.errors import InvalidWorkbenchState
 from sessions_app.models import Session
 
 
@@ -26,19 +35,44 @@ class SessionAPIView(APIView):
         return session
 
 
+def _create(request: Request) -> Response:
+    data = SessionCreateInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    session = services.session_create(user=request.user, name=data.validated_data.get("name") or None)
+    return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+
+
+_CREATE_ERRORS = {
+    403: error_response("The user's session quota is used up (`code`: `quota_exceeded`)."),
+    503: error_response("Docker or the sandbox image is unavailable (`code`: `runtime_unavailable`)."),
+}
+
+
 class SessionListView(APIView):
     @extend_schema(responses=SessionOutput(many=True))
     def get(self, request: Request) -> Response:
         return Response(SessionOutput(selectors.session_list(user=request.user), many=True).data)
 
+    @extend_schema(
+        request=SessionCreateInput,
+        responses={201: SessionOutput, **_CREATE_ERRORS},
+        description="Create a session and start its container (`status` is `running` when it answers).",
+    )
+    def post(self, request: Request) -> Response:
+        return _create(request)
+
 
 class SessionCreateView(APIView):
-    @extend_schema(request=SessionCreateInput, responses={201: SessionOutput})
+    """The seed's path for creating a session, kept for its clients: same as ``POST /sessions``."""
+
+    @extend_schema(
+        request=SessionCreateInput,
+        responses={201: SessionOutput, **_CREATE_ERRORS},
+        deprecated=True,
+        description="Same as `POST /api/vibecode/sessions`, kept for existing clients.",
+    )
     def post(self, request: Request) -> Response:
-        data = SessionCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        session = services.session_create(user=request.user, name=data.validated_data.get("name") or None)
-        return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+        return _create(request)
 
 
 class SessionDetailView(SessionAPIView):
@@ -84,3 +118,23 @@ class SessionStatsView(SessionAPIView):
     def get(self, request: Request, session_id: str) -> Response:
         stats = services.session_stats(session=self.get_session(request, session_id))
         return Response(StatsOutput(asdict(stats)).data)
+
+
+class WorkbenchView(SessionAPIView):
+    """The IDE's saved layout of this session: ``GET`` it on load, ``PUT`` it as it changes."""
+
+    @extend_schema(responses=WorkbenchStateOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        state, row = workbench.workbench_get(session=self.get_session(request, session_id))
+        return Response(WorkbenchStateOutput({**state, "updated_at": row.updated_at if row else None}).data)
+
+    @extend_schema(request=WorkbenchStateInput, responses=WorkbenchStateOutput)
+    def put(self, request: Request, session_id: str) -> Response:
+        session = self.get_session(request, session_id)
+        if not isinstance(request.data, dict):
+            raise InvalidWorkbenchState("The workbench state must be a JSON object.")
+        data = WorkbenchStateInput(data=request.data)
+        if not data.is_valid():
+            raise InvalidWorkbenchState(validation_detail(data.errors), errors=data.errors)
+        row = workbench.workbench_save(session=session, state=dict(data.validated_data))
+        return Response(WorkbenchStateOutput({**row.state, "updated_at": row.updated_at}).data)

@@ -252,8 +252,8 @@ class SandboxRuntime(abc.ABC):
 
     def listening_ports(self, ref: SandboxRef) -> PortsReport:
         """The TCP ports listening inside a running sandbox, read from its ``/proc/net/tcp{,6}``
-        by the helper, with the owning process where it can be seen. A bounded list (the helper
-        caps it). Raises ``SandboxNotRunning`` like :meth:`helper`."""
+        by the helper, with the owning process where it can be seen, except the tunnel's egress
+        port. A bounded list (the helper caps it). Raises ``SandboxNotRunning`` like :meth:`helper`."""
         raw = self.helper(ref).call("ports", {}).result
         ports = [
             ListeningPort(
@@ -263,6 +263,7 @@ class SandboxRuntime(abc.ABC):
                 command=str(item.get("command") or ""),
             )
             for item in raw.get("ports", [])
+            if int(item["port"]) != EGRESS_PORT  # the tunnel's own egress listener
         ]
         return PortsReport(ports=ports, truncated=bool(raw.get("truncated")))
 

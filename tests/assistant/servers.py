@@ -15,6 +15,8 @@ a daphne whose model is fixed), so one server covers every case:
 ``slow``        nothing for 3 seconds
 ``trickle``     the answer in pieces 0.4 s apart (to see streaming through daphne)
 ``html``        an answer trying to smuggle markup into the page (``HTML_ANSWER``)
+``markdown``    markdown with a list, a table, links, a code block and hostile bits, in pieces 0.2 s
+                apart (``MARKDOWN_ANSWER_PIECES``)
 anything else   the answer ``ANSWER`` in pieces, properly finished
 """
 
@@ -32,6 +34,16 @@ from typing import Any
 ANSWER_PIECES = ["Hello", " from", " the", " local", " model.\n", "```python\nprint(42)\n```\n"]
 ANSWER = "".join(ANSWER_PIECES)
 HTML_ANSWER_PIECES = ['<img src="x" onerror="window.__pwned = 1">', " and <b>bold</b> `<script>`"]
+MARKDOWN_ANSWER_PIECES = [
+    "### Steps\n\n",
+    "1. **Open** the file\n2. Run it\n\n",
+    "- one\n- two\n\n",
+    "```python\nprint('md')\n```\n",
+    "| Name | Value |\n|------|-------|\n| a | 1 |\n| b | 2 |\n\n",
+    "See [the docs](https://docs.python.org/3/) and [bad](javascript:window.__pwned=1) ",
+    '<img src=x onerror="window.__pwned = 2"> <a href="javascript:window.__pwned=3">x</a>\n\n',
+    "![pic](https://example.invalid/p.png) done.",
+]
 
 
 @dataclass
@@ -125,7 +137,7 @@ class OllamaHandler(_Handler):
         if model == "slow":
             time.sleep(3)
         self.start(200, "application/x-ndjson")
-        pieces = HTML_ANSWER_PIECES if model == "html" else ANSWER_PIECES
+        pieces = {"html": HTML_ANSWER_PIECES, "markdown": MARKDOWN_ANSWER_PIECES}.get(model, ANSWER_PIECES)
         for number, text in enumerate(pieces):
             if model == "drop" and number == 2:
                 return self.cut()
@@ -134,6 +146,8 @@ class OllamaHandler(_Handler):
                 return self.finish_body()
             if model == "trickle" and number:
                 time.sleep(0.4)
+            if model == "markdown" and number:
+                time.sleep(0.2)
             self.piece(model, text)
         self.line(
             {

@@ -85,3 +85,10 @@ def type_in_editor(page, text: str) -> None:
     page.click("[data-testid=editor] .view-lines")
     page.keyboard.press("Control+A")
     page.keyboard.insert_text(text)
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args) -> dict:
+    """Pages open as on an OS set to dark (``prefers-color-scheme: dark``), as the screenshots in
+    the docs are; Playwright's own default is light. Theme tests emulate the scheme they need."""
+    return {**browser_context_args, "color_scheme": "dark"}

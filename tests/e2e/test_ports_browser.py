@@ -1,16 +1,14 @@
 """The Ports panel in a real Chromium: a server started from the IDE's terminal shows up live with
-its process, a toast offers to open it, Public/Private toggles, and the preview pane opens the
-port's own origin. Makes docs/images/ports.png."""
+its process, a toast offers to open it, Public/Private toggles, and the preview pane loads the
+port's hand-off. The proxy behind preview origins is in test_preview_browser.py."""
 
 from __future__ import annotations
-
-import shutil
 
 import pytest
 from playwright.sync_api import expect
 
 from preview_app.models import PreviewPort
-from tests.conftest import ARTIFACTS, REPO_ROOT
+from tests.conftest import ARTIFACTS
 from tests.e2e.conftest import create_session_via_api, open_ide, wait_for_terminal_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -65,8 +63,7 @@ def test_a_server_started_in_the_terminal_shows_up_in_the_ports_panel(signed_in,
         "href", f"/sessions/{session_id}/preview/{PORT}/?next=%2F"
     )
 
-    page.screenshot(path=str(ARTIFACTS / "ports.png"))
-    shutil.copyfile(ARTIFACTS / "ports.png", REPO_ROOT / "docs" / "images" / "ports.png")
+    page.screenshot(path=str(ARTIFACTS / "ports-pane.png"))
 
     # Make it private again, stop the server: the row goes away.
     row.locator("[data-testid=port-visibility]").click()

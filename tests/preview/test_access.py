@@ -137,6 +137,17 @@ def test_a_deactivated_owner_gets_no_cookie(alice, web):
     assert services.redeem_handoff(web.public_id, 8000, token) is None
 
 
+def test_the_preview_cookie_is_host_only_httponly_and_lax(alice, web, settings):
+    header = services.preview_cookie_header(owner_cookie(alice, web, 8000))
+    assert header.startswith(f"{services.PREVIEW_COOKIE}=")
+    attributes = {part.split("=")[0].lower() for part in header.split("; ")[1:]}
+    assert attributes == {"path", "max-age", "httponly", "samesite"}
+    assert "SameSite=Lax" in header and "domain" not in header.lower()
+    settings.VIBECODE_PREVIEW_SCHEME = "https"
+    assert services.preview_cookie_header("").endswith("Secure")
+    assert "Max-Age=0" in services.preview_cookie_header("")
+
+
 # --- decisions ----------------------------------------------------------------------------------
 
 

@@ -13,13 +13,15 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core_app.api.throttling import ApiRateThrottle, ExecRateThrottle, SaveRateThrottle
+from core_app.errors import DomainError
 from core_app.streaming import streaming_body
 from sessions_app.api.views import SessionAPIView
-from workspace_app import services
+from workspace_app import runs, search, services
 from workspace_app.api.serializers import (
     CreateInput,
     EntryOutput,
@@ -29,9 +31,19 @@ from workspace_app.api.serializers import (
     FileSaveInput,
     ListingOutput,
     MoveInput,
+    QuickOpenOutput,
+    ReplaceInput,
+    ReplaceOutput,
+    RunInfoOutput,
     RunInput,
+    RunInputInput,
+    RunInputOutput,
+    RunListOutput,
+    RunStartInput,
     SavedOutput,
     SearchOutput,
+    TextSearchInput,
+    TextSearchOutput,
 )
 
 PATH = OpenApiParameter("path", str, description="Relative to /workspace; empty or '.' is the root.")
@@ -190,14 +202,50 @@ class FileDownloadView(SessionAPIView):
 
 
 class FileSearchView(SessionAPIView):
+    """The first search: a case-insensitive substring (kept for its clients; see SearchView)."""
+
     @extend_schema(parameters=[OpenApiParameter("q", str, required=True), PATH], responses=SearchOutput)
     def get(self, request: Request, session_id: str) -> Response:
-        found = services.workspace_search(
-            session=self.get_session(request, session_id),
-            query=request.query_params.get("q", ""),
-            path=_path(request, required=False),
+        query = request.query_params.get("q", "")
+        if not query or len(query) > 200:
+            raise DomainError("Search for 1 to 200 characters.", code="invalid_query")
+        found = search.search_text(
+            session=self.get_session(request, session_id), query=query, path=_path(request, required=False)
         )
         return Response(SearchOutput(found).data)
+
+
+class SearchView(SessionAPIView):
+    @extend_schema(request=TextSearchInput, responses=TextSearchOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        data = TextSearchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        found = search.search_text(session=self.get_session(request, session_id), **data.validated_data)
+        return Response(TextSearchOutput(found).data)
+
+
+class QuickOpenView(SessionAPIView):
+    @extend_schema(responses=QuickOpenOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        found = search.search_files(session=self.get_session(request, session_id))
+        return Response(QuickOpenOutput(found).data)
+
+
+class ReplaceView(SessionAPIView):
+    """Preview (``apply: false``) or apply a replacement in the files a search found."""
+
+    def get_throttles(self):  # type: ignore[no-untyped-def]
+        data = self.request.data
+        if isinstance(data, dict) and data.get("apply") is True:  # applying saves files
+            return [SaveRateThrottle(), ApiRateThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(request=ReplaceInput, responses=ReplaceOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        data = ReplaceInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        done = search.search_replace(session=self.get_session(request, session_id), **data.validated_data)
+        return Response(ReplaceOutput(done).data)
 
 
 class ExecView(SessionAPIView):
@@ -235,3 +283,102 @@ class RunView(SessionAPIView):
             timeout=args.get("timeout"),
         )
         return _exec_response(result)
+
+
+# --- streaming runs ---------------------------------------------------------------------------
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets ``Accept: text/event-stream`` (what ``EventSource`` sends) through content
+    negotiation; an error before the stream starts is still the JSON ``{detail, code}``."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):  # type: ignore[no-untyped-def]
+        return b"" if data is None else JSONRenderer().render(data)
+
+
+def _run_info(info: dict) -> dict:
+    return RunInfoOutput(info).data  # type: ignore[return-value]
+
+
+class RunsView(SessionAPIView):
+    """Streaming runs of the session: start one, or list those going and the last few finished."""
+
+    def get_throttles(self):  # type: ignore[no-untyped-def]
+        # Only starting a run counts against the exec limit; reading its output never does.
+        if self.request.method == "POST":
+            return [ExecRateThrottle(), ApiRateThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(operation_id="vibecode_sessions_runs_list", responses=RunListOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        listed = runs.run_list(session=self.get_session(request, session_id))
+        return Response(RunListOutput({"runs": listed}).data)
+
+    @extend_schema(request=RunStartInput, responses={201: RunInfoOutput})
+    def post(self, request: Request, session_id: str) -> Response:
+        data = RunStartInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        args = data.validated_data
+        started = runs.run_start(
+            session=self.get_session(request, session_id),
+            path=args.get("path"),
+            argv=args.get("argv"),
+            args=args.get("args"),
+        )
+        return Response(_run_info(started), status=status.HTTP_201_CREATED)
+
+
+class RunDetailView(SessionAPIView):
+    @extend_schema(operation_id="vibecode_sessions_run_detail", responses=RunInfoOutput)
+    def get(self, request: Request, session_id: str, run_id: str) -> Response:
+        for info in runs.run_list(session=self.get_session(request, session_id)):
+            if info.get("run_id") == run_id:
+                return Response(_run_info(info))
+        raise runs.RunNotFound()
+
+
+OFFSET = OpenApiParameter(
+    "offset", int, description="Byte offset to start from (default 0); a Last-Event-ID header wins."
+)
+
+
+class RunEventsView(SessionAPIView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(parameters=[OFFSET], responses={(200, "text/event-stream"): str})
+    def get(self, request: Request, session_id: str, run_id: str) -> StreamingHttpResponse:
+        raw = request.headers.get("Last-Event-ID") or request.query_params.get("offset") or "0"
+        if not raw.isdigit() or len(raw) > 18:
+            raise exceptions.ValidationError({"offset": ["A byte offset: a whole number, 0 or more."]})
+        events = runs.run_events(
+            session=self.get_session(request, session_id), run_id=run_id, offset=int(raw)
+        )
+        response = StreamingHttpResponse(streaming_body(request, events), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx passes each event on at once
+        return response
+
+
+class RunInputView(SessionAPIView):
+    @extend_schema(request=RunInputInput, responses=RunInputOutput)
+    def post(self, request: Request, session_id: str, run_id: str) -> Response:
+        data = RunInputInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        sent = runs.run_input(
+            session=self.get_session(request, session_id),
+            run_id=run_id,
+            text=data.validated_data["text"],
+            eof=data.validated_data["eof"],
+        )
+        return Response(RunInputOutput(sent).data)
+
+
+class RunStopView(SessionAPIView):
+    @extend_schema(request=None, responses=RunInfoOutput)
+    def post(self, request: Request, session_id: str, run_id: str) -> Response:
+        stopped = runs.run_stop(session=self.get_session(request, session_id), run_id=run_id)
+        return Response(_run_info(stopped))

@@ -1,9 +1,59 @@
 // The AI assistant panel: "Explain selection", "Fix last error" and free chat about the open file.
 // Answers stream in as the model writes them (fetch + a ReadableStream reader over NDJSON lines).
-// Model output only ever reaches the page as text nodes (textContent), never as HTML.
+// Answers are markdown: marked renders it, raw HTML in it is shown as text, and DOMPurify sanitizes
+// the result before it reaches the page (no scripts, no event handlers, no javascript: links, no
+// images loaded from anywhere). Code blocks are built from DOM nodes and highlighted by Monaco's
+// colorize. The user's own messages stay plain text.
+
+import DOMPurify from "dompurify";
+import { Marked } from "marked";
 
 import { api } from "./api.js";
 import { confirmDialog, showError, toast } from "./ui.js";
+
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+const markdown = new Marked({
+  gfm: true,
+  breaks: true, // models write single newlines meaning line breaks
+  renderer: {
+    // Raw HTML in an answer is shown as the text it is, never parsed.
+    html: ({ text }) => escapeHtml(text),
+    // No image is fetched (from the model's choice of address): it becomes a link to open.
+    image: ({ href, text }) => `<a href="${escapeHtml(href || "")}">${escapeHtml(text || href || "image")}</a>`,
+  },
+});
+
+const PURIFY = {
+  RETURN_DOM_FRAGMENT: true,
+  FORBID_TAGS: ["img", "style", "form", "input", "button", "textarea", "select", "iframe", "svg", "math", "video", "audio", "source"],
+  FORBID_ATTR: ["style", "id", "class", "srcset"],
+};
+
+// An answer's markdown (no top-level code fences: those are code blocks) as sanitized DOM.
+export function markdownElement(text) {
+  const div = document.createElement("div");
+  div.className = "assistant-md";
+  div.append(DOMPurify.sanitize(markdown.parse(text), PURIFY));
+  for (const link of div.querySelectorAll("a")) {
+    if (!link.getAttribute("href")) continue; // a javascript: href was removed: plain text
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+  }
+  return div;
+}
+
+// Monaco's language id for a fence's info string (py, python, js, sh...); plaintext if unknown.
+function languageId(monaco, lang) {
+  const wanted = (lang || "").toLowerCase();
+  if (!monaco || !wanted) return "plaintext";
+  for (const language of monaco.languages.getLanguages()) {
+    if (language.id === wanted || (language.aliases || []).some((alias) => alias.toLowerCase() === wanted)
+      || (language.extensions || []).includes(`.${wanted}`)) return language.id;
+  }
+  const shells = { sh: "shell", bash: "shell", zsh: "shell", console: "shell" };
+  return shells[wanted] || "plaintext";
+}
 
 function csrfToken() {
   const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -287,11 +337,36 @@ export class Assistant {
     return item;
   }
 
+  // Re-rendered on every animation frame while an answer streams, so it keeps what has not
+  // changed: a part's node is replaced only if its text changed, and a code block is updated in
+  // place (its buttons stay the same elements, so a click during streaming is never lost).
   renderAnswer(item, text) {
     const body = item.querySelector(".assistant-body");
-    const withActions = item.dataset.role === "assistant";
-    body.replaceChildren(...segments(text).map((part) =>
-      part.type === "code" ? this.codeBlock(part, withActions) : textElement(part.text)));
+    const isAnswer = item.dataset.role === "assistant";
+    const parts = segments(text);
+    const shown = item.renderedParts || [];
+    const next = [];
+    parts.forEach((part, index) => {
+      const old = shown[index];
+      if (old && old.part.type === part.type && old.part.text === part.text && old.part.closed === part.closed
+        && old.part.lang === part.lang) {
+        next.push(old);
+        return;
+      }
+      let node;
+      if (part.type === "code" && old && old.part.type === "code" && old.part.lang === part.lang) {
+        node = old.node;
+        this.updateCode(node, part);
+      } else {
+        node = part.type === "code" ? this.codeBlock(part, isAnswer)
+          : isAnswer ? markdownElement(part.text) : textElement(part.text);
+        if (old) old.node.replaceWith(node);
+        else body.append(node);
+      }
+      next.push({ part, node });
+    });
+    for (const extra of shown.slice(parts.length)) extra.node.remove();
+    item.renderedParts = next;
   }
 
   fail(item, message, code) {
@@ -318,7 +393,6 @@ export class Assistant {
     block.dataset.testid = "assistant-code";
     const pre = document.createElement("pre");
     const code = document.createElement("code");
-    code.textContent = part.text;
     pre.append(code);
     if (withActions) {
       const bar = document.createElement("div");
@@ -327,10 +401,11 @@ export class Assistant {
       lang.className = "lang";
       lang.textContent = part.lang || "code";
       bar.append(lang);
+      // The actions read the block's code when clicked: it may have grown since the button was made.
       for (const [label, testid, action] of [
-        ["Insert at cursor", "assistant-insert", () => this.insertAtCursor(part.text)],
-        ["Replace selection", "assistant-replace", () => this.replaceSelection(part.text)],
-        ["Apply to file", "assistant-apply", () => this.applyToFile(part.text)],
+        ["Insert at cursor", "assistant-insert", () => this.insertAtCursor(block.codeText)],
+        ["Replace selection", "assistant-replace", () => this.replaceSelection(block.codeText)],
+        ["Apply to file", "assistant-apply", () => this.applyToFile(block.codeText)],
       ]) {
         const button = document.createElement("button");
         button.type = "button";
@@ -342,7 +417,28 @@ export class Assistant {
       block.append(bar);
     }
     block.append(pre);
+    this.updateCode(block, part);
     return block;
+  }
+
+  // Plain text while the block is still streaming; Monaco's colorize once it is closed.
+  updateCode(block, part) {
+    const code = block.querySelector("code");
+    block.codeText = part.text;
+    block.dataset.lang = part.lang || "";
+    code.textContent = part.text;
+    delete block.dataset.highlighted;
+    const monaco = this.editors && this.editors.monaco;
+    if (!part.closed || !monaco || !part.text) return;
+    const text = part.text;
+    monaco.editor.colorize(text, languageId(monaco, part.lang), { tabSize: 4 }).then((html) => {
+      if (block.codeText !== text) return; // changed since: a newer colorize is on its way
+      // colorize writes spaces as no-break spaces; the <pre> keeps plain ones, and copying gives
+      // back the code as it was.
+      const spaced = html.replace(/&nbsp;|&#160;|\u00a0/g, " ");
+      code.replaceChildren(DOMPurify.sanitize(spaced, { RETURN_DOM_FRAGMENT: true, ALLOWED_TAGS: ["span", "br"], ALLOWED_ATTR: ["class"] }));
+      block.dataset.highlighted = "true";
+    }, () => {});
   }
 
   // --- putting code into the editor ---------------------------------------------------------------

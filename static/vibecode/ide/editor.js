@@ -1,6 +1,7 @@
 // Monaco with tabs: open, edit, save (with etag conflict handling), close.
 
 import { ApiError } from "./api.js";
+import { fileIcon } from "./icons.js";
 import { choose, showError, toast } from "./ui.js";
 
 export function loadMonaco() {
@@ -11,7 +12,7 @@ export function loadMonaco() {
 }
 
 export class Editors {
-  constructor({ monaco, files, host, tabsHost, emptyEl, onCursor }) {
+  constructor({ monaco, files, host, tabsHost, emptyEl, onCursor, onRun, onStop }) {
     this.monaco = monaco;
     this.files = files;
     this.host = host;
@@ -28,6 +29,12 @@ export class Editors {
       theme: document.documentElement.dataset.theme === "light" ? "vs" : "vs-dark",
     });
     this.editor.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.KeyS, () => this.save());
+    // Run and Stop from inside the editor (Monaco would otherwise take Ctrl+Enter for itself).
+    if (onRun) {
+      this.editor.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => onRun());
+      this.editor.addCommand(monaco.KeyCode.F5, () => onRun());
+    }
+    if (onStop) this.editor.addCommand(monaco.KeyMod.Shift | monaco.KeyCode.F5, () => onStop());
     this.editor.onDidChangeCursorPosition((event) => onCursor && onCursor(event.position));
     this.editor.onDidChangeModelContent(() => this.refreshTab(this.active));
     window.addEventListener("beforeunload", (event) => {
@@ -90,17 +97,24 @@ export class Editors {
     tab.dataset.path = path;
     tab.dataset.testid = "editor-tab";
     tab.title = path;
+    // A role=tab (keys in tab-keys.js): its close "button" is for the mouse only, since a tab can't
+    // hold a control; the keyboard closes with Ctrl+W, Ctrl+F4, Alt+W or Delete.
+    tab.setAttribute("role", "tab");
+    tab.setAttribute("aria-selected", "false");
+    tab.setAttribute("aria-controls", this.host.id);
+    tab.tabIndex = -1;
     const label = document.createElement("span");
     label.className = "tab-label";
     label.textContent = path.split("/").pop();
-    const close = document.createElement("button");
+    const close = document.createElement("span");
     close.className = "tab-close";
-    close.title = "Close";
+    close.title = "Close (Ctrl+W)";
+    close.setAttribute("aria-hidden", "true");
     close.textContent = "×";
-    close.onclick = (event) => { event.stopPropagation(); this.close(path); };
-    tab.append(label, close);
-    tab.onclick = () => this.activate(path);
-    tab.onauxclick = (event) => { if (event.button === 1) this.close(path); };
+    close.onclick = (event) => { event.stopPropagation(); this.close(tab.dataset.path); };
+    tab.append(fileIcon(label.textContent), label, close);
+    tab.onclick = () => this.activate(tab.dataset.path);
+    tab.onauxclick = (event) => { if (event.button === 1) this.close(tab.dataset.path); };
     this.tabsHost.append(tab);
     return tab;
   }
@@ -110,6 +124,8 @@ export class Editors {
     if (!entry) return;
     entry.tab.classList.toggle("dirty", this.isDirty(path));
     entry.tab.classList.toggle("active", path === this.active);
+    entry.tab.setAttribute("aria-selected", String(path === this.active));
+    entry.tab.tabIndex = path === this.active ? 0 : -1;
   }
 
   activate(path) {
@@ -237,6 +253,7 @@ export class Editors {
         this.open.set(next, entry);
         entry.tab.dataset.path = next;
         entry.tab.querySelector(".tab-label").textContent = next.split("/").pop();
+        entry.tab.querySelector(".file-icon").replaceWith(fileIcon(next.split("/").pop()));
         if (this.active === path) this.active = next;
       }
     }

@@ -1,6 +1,12 @@
 // The file tree: lazily loaded, with create, rename, delete, drag-and-drop moves, uploads of
 // files and whole folders from the desktop, and downloads.
+//
+// Keyboard (WAI-ARIA tree pattern): the tree is role=tree, each entry a role=treeitem (folders hold
+// a role=group), with one roving tabindex. Up/Down move, Right expands or enters, Left collapses or
+// goes to the parent, Home/End, Enter opens, F2 renames, Delete deletes (after the confirmation),
+// Shift+F10 or the ContextMenu key open the context menu at the item. Selection follows focus.
 
+import { fileIcon } from "./icons.js";
 import { ask, confirmDialog, showError, toast } from "./ui.js";
 
 const parentOf = (path) => (path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "");
@@ -18,16 +24,31 @@ export class Explorer {
     host.addEventListener("dragover", (event) => this.dragOver(event, ""));
     host.addEventListener("dragleave", () => host.classList.remove("drop-target"));
     host.addEventListener("drop", (event) => this.drop(event, ""));
+    // Mouse menus on a row stop at the row; what gets here is a right click on the empty space, or
+    // the menu the keyboard asks the browser for on the focused item.
     host.addEventListener("contextmenu", (event) => {
-      if (event.target === host) { event.preventDefault(); this.showMenu(event, "", "directory"); }
+      event.preventDefault();
+      if (this.menu) return;
+      const node = event.target instanceof Element ? event.target.closest(".node") : null;
+      if (node) this.menuForNode(node);
+      else this.showMenu(event, "", "directory", host);
+    });
+    host.addEventListener("keydown", (event) => this.onKey(event));
+    host.addEventListener("focusin", (event) => {
+      const node = event.target instanceof Element ? event.target.closest(".node") : null;
+      if (node && node.dataset.path !== this.selected) this.select(node.dataset.path);
     });
     document.addEventListener("click", () => this.hideMenu());
   }
 
   async refresh() {
+    // A refresh rebuilds the tree: whoever had the focus in it gets it back on the same entry.
+    const hadFocus = this.host.contains(document.activeElement);
     const fresh = document.createElement("div");
     await this.renderChildren("", fresh, 0);
     this.host.replaceChildren(...fresh.childNodes);
+    this.select(this.selected);
+    if (hadFocus && !this.host.contains(document.activeElement)) this.focusItem(this.rovingItem());
   }
 
   async renderChildren(dir, container, depth) {
@@ -49,6 +70,13 @@ export class Explorer {
     node.className = `node node-${entry.type}`;
     node.dataset.path = entry.path;
     node.dataset.type = entry.type;
+    node.dataset.depth = String(depth);
+    node.dataset.testid = "tree-item";
+    node.setAttribute("role", "treeitem");
+    node.setAttribute("aria-label", entry.name);
+    node.setAttribute("aria-level", String(depth + 1));
+    node.setAttribute("aria-selected", "false");
+    node.tabIndex = -1;
     const row = document.createElement("div");
     row.className = "row";
     row.dataset.testid = "tree-row";
@@ -57,17 +85,21 @@ export class Explorer {
     row.title = entry.path;
     const twisty = document.createElement("span");
     twisty.className = "twisty";
+    twisty.setAttribute("aria-hidden", "true");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = entry.name;
-    row.append(twisty, name);
+    const open = entry.type === "directory" && this.expanded.has(entry.path);
+    row.append(twisty, fileIcon(entry.name, entry.type, open), name);
     node.append(row);
     const children = document.createElement("div");
     children.className = "children";
     node.append(children);
     if (entry.type === "directory") {
-      twisty.textContent = this.expanded.has(entry.path) ? "▾" : "▸";
-      if (this.expanded.has(entry.path)) await this.renderChildren(entry.path, children, depth + 1);
+      children.setAttribute("role", "group");
+      node.setAttribute("aria-expanded", String(open));
+      twisty.textContent = open ? "▾" : "▸";
+      if (open) await this.renderChildren(entry.path, children, depth + 1);
       row.addEventListener("dragover", (event) => this.dragOver(event, entry.path));
       row.addEventListener("dragleave", () => row.classList.remove("drop-target"));
       row.addEventListener("drop", (event) => this.drop(event, entry.path));
@@ -79,7 +111,8 @@ export class Explorer {
       event.preventDefault();
       event.stopPropagation();
       this.select(entry.path);
-      this.showMenu(event, entry.path, entry.type);
+      node.focus({ preventScroll: true });
+      this.showMenu(event, entry.path, entry.type, node);
     });
     row.addEventListener("dragstart", (event) => {
       event.dataTransfer.setData(INTERNAL, entry.path);
@@ -88,31 +121,66 @@ export class Explorer {
     return node;
   }
 
+  // Selects an entry: highlighted, aria-selected, and the one stop of the roving tabindex.
   select(path) {
     this.selected = path;
     for (const row of this.host.querySelectorAll(".row.selected")) row.classList.remove("selected");
+    for (const item of this.host.querySelectorAll(".node[aria-selected=true]")) item.setAttribute("aria-selected", "false");
     const node = this.nodeFor(path);
-    if (node) node.querySelector(".row").classList.add("selected");
+    if (node) {
+      node.querySelector(".row").classList.add("selected");
+      node.setAttribute("aria-selected", "true");
+    }
+    const roving = node || this.rovingItem();
+    for (const item of this.items()) item.tabIndex = item === roving ? 0 : -1;
+    // An empty tree keeps its own tab stop, so the keyboard can still reach its context menu.
+    this.host.tabIndex = roving ? -1 : 0;
   }
 
   nodeFor(path) {
-    return [...this.host.querySelectorAll(".node")].find((node) => node.dataset.path === path) || null;
+    return this.items().find((node) => node.dataset.path === path) || null;
   }
 
-  async activate(node, entry, depth) {
+  // The visible entries, in order (collapsed folders have no children in the DOM).
+  items() {
+    return [...this.host.querySelectorAll(".node")];
+  }
+
+  rovingItem() {
+    return this.nodeFor(this.selected) || this.items()[0] || null;
+  }
+
+  focusItem(node) {
+    if (!node) { this.host.focus(); return; }
+    this.select(node.dataset.path);
+    // An open folder's item holds its whole subtree: scroll its own row into view, not all that.
+    node.focus({ preventScroll: true });
+    node.querySelector(".row").scrollIntoView({ block: "nearest" });
+  }
+
+  async setExpanded(node, open) {
+    const path = node.dataset.path;
+    const children = node.querySelector(".children");
+    const wasOpen = this.expanded.has(path);
+    if (open === wasOpen) return;
+    const icon = fileIcon(path.split("/").pop(), "directory", open);
+    node.querySelector(".row .file-icon").replaceWith(icon);
+    node.querySelector(".twisty").textContent = open ? "▾" : "▸";
+    node.setAttribute("aria-expanded", String(open));
+    if (open) {
+      this.expanded.add(path);
+      await this.renderChildren(path, children, Number(node.dataset.depth) + 1);
+      this.select(this.selected);
+    } else {
+      this.expanded.delete(path);
+      children.replaceChildren();
+    }
+  }
+
+  async activate(node, entry) {
     this.select(entry.path);
     if (entry.type === "directory") {
-      const children = node.querySelector(".children");
-      const twisty = node.querySelector(".twisty");
-      if (this.expanded.has(entry.path)) {
-        this.expanded.delete(entry.path);
-        children.replaceChildren();
-        twisty.textContent = "▸";
-      } else {
-        this.expanded.add(entry.path);
-        twisty.textContent = "▾";
-        await this.renderChildren(entry.path, children, depth + 1);
-      }
+      await this.setExpanded(node, !this.expanded.has(entry.path));
     } else if (entry.type === "file") {
       await this.editors.openFile(entry.path);
     } else {
@@ -140,8 +208,8 @@ export class Explorer {
     }
     this.expanded.add(dir);
     for (let p = parentOf(path); p; p = parentOf(p)) this.expanded.add(p);
+    this.selected = path;
     await this.refresh();
-    this.select(path);
     if (type === "file") await this.editors.openFile(path);
   }
 
@@ -160,8 +228,8 @@ export class Explorer {
     }
     this.editors.pathMoved(from, to);
     if (this.expanded.delete(from)) this.expanded.add(to);
+    this.selected = to;
     await this.refresh();
-    this.select(to);
   }
 
   async remove(path) {
@@ -175,6 +243,12 @@ export class Explorer {
       return;
     }
     this.editors.pathDeleted(path);
+    // The selection (and the keyboard's focus) moves to the entry after, or else before, this one.
+    const items = this.items();
+    const at = items.findIndex((item) => item.dataset.path === path);
+    const inside = (item) => item.dataset.path === path || item.dataset.path.startsWith(`${path}/`);
+    const next = items.slice(at + 1).find((item) => !inside(item)) || items.slice(0, Math.max(at, 0)).pop();
+    if (this.selected === path || this.selected.startsWith(`${path}/`)) this.selected = next ? next.dataset.path : "";
     await this.refresh();
   }
 
@@ -187,13 +261,79 @@ export class Explorer {
     link.remove();
   }
 
+  // --- keyboard -------------------------------------------------------------------------------
+
+  onKey(event) {
+    if (event.ctrlKey || event.altKey || event.metaKey) return;
+    const menuKey = event.key === "ContextMenu" || (event.shiftKey && event.key === "F10");
+    if (event.shiftKey && !menuKey) return;
+    const node = event.target instanceof Element ? event.target.closest(".node") : null;
+    const items = this.items();
+    if (!node) {
+      // The tree itself has the focus: it is empty, or the keyboard just came in.
+      if (menuKey) this.showMenu(this.anchorOf(this.host), "", "directory", this.host);
+      else if (["ArrowDown", "Home", "ArrowUp", "End"].includes(event.key) && items.length) {
+        this.focusItem(event.key === "ArrowUp" || event.key === "End" ? items.at(-1) : items[0]);
+      } else return;
+      event.preventDefault();
+      return;
+    }
+    const at = items.indexOf(node);
+    const isDir = node.dataset.type === "directory";
+    const open = isDir && this.expanded.has(node.dataset.path);
+    switch (menuKey ? "menu" : event.key) {
+      case "ArrowDown": this.focusItem(items[at + 1] || node); break;
+      case "ArrowUp": this.focusItem(items[at - 1] || node); break;
+      case "Home": this.focusItem(items[0]); break;
+      case "End": this.focusItem(items.at(-1)); break;
+      case "ArrowRight":
+        if (isDir && !open) this.setExpanded(node, true);
+        else if (open) {
+          const first = node.querySelector(".children > .node");
+          if (first) this.focusItem(first);
+        }
+        break;
+      case "ArrowLeft":
+        if (open) this.setExpanded(node, false);
+        else {
+          const parent = node.parentElement.closest(".node");
+          if (parent) this.focusItem(parent);
+        }
+        break;
+      case "Enter":
+        this.activate(node, { path: node.dataset.path, type: node.dataset.type });
+        break;
+      case "F2": this.rename(node.dataset.path); break;
+      case "Delete": this.remove(node.dataset.path); break;
+      case "menu": this.menuForNode(node); break;
+      default: return;
+    }
+    event.preventDefault();
+    event.stopPropagation();
+  }
+
+  // Where a menu opened from the keyboard appears: just below the start of the item's row.
+  anchorOf(element) {
+    const box = (element.querySelector(".row") || element).getBoundingClientRect();
+    return { clientX: Math.round(box.left + 24), clientY: Math.round(Math.min(box.bottom, window.innerHeight - 8)) };
+  }
+
+  menuForNode(node) {
+    this.focusItem(node);
+    this.showMenu(this.anchorOf(node), node.dataset.path, node.dataset.type, node);
+  }
+
   // --- context menu ---------------------------------------------------------------------------
 
-  showMenu(event, path, type) {
+  // A role=menu of buttons. It takes the focus; arrows, Home/End move, Enter or Space choose, Esc
+  // or Tab close it and give the focus back to `opener` (the tree item, or the tree).
+  showMenu(event, path, type, opener = null) {
     this.hideMenu();
     const menu = document.createElement("div");
     menu.className = "context-menu";
     menu.dataset.testid = "context-menu";
+    menu.setAttribute("role", "menu");
+    menu.setAttribute("aria-label", path ? `Actions for ${path}` : "Actions for the workspace");
     const dir = type === "directory" ? path : parentOf(path);
     const items = [
       ["New file…", () => this.newEntry("file", dir)],
@@ -205,19 +345,59 @@ export class Explorer {
     items.push([type === "directory" ? "Download as zip" : "Download", () => this.download(path)]);
     for (const [label, action] of items) {
       const item = document.createElement("button");
+      item.type = "button";
       item.textContent = label;
-      item.onclick = (click) => { click.stopPropagation(); this.hideMenu(); action(); };
+      item.setAttribute("role", "menuitem");
+      item.tabIndex = -1;
+      // Focus goes back to the opener first, so a dialog the action opens returns there too.
+      item.onclick = (click) => { click.stopPropagation(); this.hideMenu({ restoreFocus: true }); action(); };
       menu.append(item);
     }
+    menu.addEventListener("keydown", (key) => this.menuKey(key));
+    menu.addEventListener("contextmenu", (click) => click.preventDefault());
+    // A click keeps the focus where it is (on the menu), so the menu isn't closed by its own blur.
+    menu.addEventListener("mousedown", (press) => press.preventDefault());
+    menu.addEventListener("focusout", (blur) => {
+      if (this.menu === menu && !(blur.relatedTarget && menu.contains(blur.relatedTarget))) this.hideMenu();
+    });
     menu.style.left = `${event.clientX}px`;
     menu.style.top = `${event.clientY}px`;
     document.body.append(menu);
+    // Keep the whole menu on screen.
+    const box = menu.getBoundingClientRect();
+    if (box.right > window.innerWidth) menu.style.left = `${Math.max(0, window.innerWidth - box.width - 4)}px`;
+    if (box.bottom > window.innerHeight) menu.style.top = `${Math.max(0, window.innerHeight - box.height - 4)}px`;
     this.menu = menu;
+    this.menuOpener = opener;
+    menu.firstChild.focus();
   }
 
-  hideMenu() {
-    if (this.menu) this.menu.remove();
+  menuKey(event) {
+    const buttons = [...this.menu.querySelectorAll("[role=menuitem]")];
+    const at = buttons.indexOf(document.activeElement);
+    const go = (index) => buttons[(index + buttons.length) % buttons.length].focus();
+    switch (event.key) {
+      case "ArrowDown": go(at + 1); break;
+      case "ArrowUp": go(at < 0 ? -1 : at - 1); break;
+      case "Home": go(0); break;
+      case "End": go(-1); break;
+      case "Escape": case "Tab": this.hideMenu({ restoreFocus: true }); break;
+      default: return;
+    }
+    event.preventDefault();
+    event.stopPropagation();
+  }
+
+  hideMenu({ restoreFocus = false } = {}) {
+    const menu = this.menu;
+    const opener = this.menuOpener;
     this.menu = null;
+    this.menuOpener = null;
+    if (!menu) return;
+    const hadFocus = menu.contains(document.activeElement);
+    menu.remove();
+    const lost = hadFocus || !document.activeElement || document.activeElement === document.body;
+    if (restoreFocus && lost && opener && opener.isConnected) opener.focus();
   }
 
   // --- drag and drop --------------------------------------------------------------------------
@@ -274,6 +454,15 @@ export class Explorer {
     const top = files[0].relativePath.split("/")[0];
     if (files[0].relativePath.includes("/")) this.expanded.add(join(dir, top));
     await this.refresh();
+  }
+
+  // "Reveal in Explorer": expand the folders down to a file, select it and scroll it into view.
+  async reveal(path) {
+    for (let p = parentOf(path); p; p = parentOf(p)) this.expanded.add(p);
+    await this.refresh();
+    this.select(path);
+    const node = this.nodeFor(path);
+    if (node) node.querySelector(".row").scrollIntoView({ block: "nearest" });
   }
 }
 

@@ -5,16 +5,23 @@ import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
 import { Ports } from "./ports.js";
+import { bindTabKeys } from "./tab-keys.js";
+import { RunPanel } from "./run.js";
+import { QuickOpen } from "./quickopen.js";
+import { SearchPanel } from "./search.js";
+import { EditorSettings } from "./settings.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
+import { Workbench } from "./workbench.js";
 
 const data = JSON.parse(document.getElementById("ide-data").textContent);
 const files = sessionApi(data.sessionId);
 const $ = (id) => document.getElementById(id);
 
 // --- theme ---------------------------------------------------------------------------------------
-const theme = () => document.documentElement.dataset.theme || "dark";
-document.documentElement.dataset.theme = localStorage.getItem("vibecode.theme") || "dark";
+// The page's theme is static/vibecode/theme.js's (the OS's unless the user chose); Monaco and the
+// terminals follow it.
+const theme = () => window.vibecodeTheme.get();
 
 // --- status bar ----------------------------------------------------------------------------------
 function setConnection(state) {
@@ -99,8 +106,7 @@ function showPanel(name) {
 
 const RUNNERS = { py: "python3", js: "node", sh: "bash" };
 // The last result shown in Output: the assistant's "Fix last error" sends it along.
-let lastRun = null;
-export const getLastRun = () => lastRun;
+export const getLastRun = () => (runPanel ? runPanel.lastRun : null);
 
 async function runCurrent() {
   const path = editors.active;
@@ -114,72 +120,17 @@ async function runCurrent() {
     terminals.activeOrNew().type(`${command}\r`);
     return;
   }
-  showPanel("output");
-  $("output-summary").textContent = `Running ${path}…`;
-  $("output-summary").className = "output-summary running";
-  $("output-text").textContent = "";
-  $("run-button").disabled = true;
-  try {
-    const result = await files.run(path);
-    lastRun = { path, stdout: result.stdout, stderr: result.stderr, exit_code: result.exit_code, timed_out: result.timed_out };
-    const text = $("output-text");
-    text.replaceChildren();
-    const out = document.createElement("span");
-    out.textContent = result.stdout;
-    const err = document.createElement("span");
-    err.className = "stderr";
-    err.textContent = result.stderr;
-    text.append(out, err);
-    const parts = [
-      result.timed_out ? "timed out" : `exit code ${result.exit_code}`,
-      `${(result.duration_ms / 1000).toFixed(2)} s`,
-      result.max_rss_kb ? `${formatBytes(result.max_rss_kb * 1024)} peak memory` : null,
-      result.oom_killed ? "killed: out of memory" : null,
-      result.truncated ? "output truncated" : null,
-    ].filter(Boolean);
-    $("output-summary").textContent = `${path}: ${parts.join(" · ")}`;
-    $("output-summary").className = `output-summary ${result.exit_code === 0 ? "ok" : "failed"}`;
-  } catch (error) {
-    $("output-summary").textContent = `Could not run ${path}: ${error.message}`;
-    $("output-summary").className = "output-summary failed";
-  } finally {
-    $("run-button").disabled = false;
-  }
+  await runPanel.start(path);
 }
+
+const stopRun = () => runPanel && runPanel.stop();
 
 // --- search --------------------------------------------------------------------------------------
-async function search(text) {
-  const host = $("search-results");
-  host.replaceChildren();
-  if (!text) return;
-  try {
-    const found = await files.search(text);
-    if (!found.matches.length) host.textContent = "No results.";
-    for (const match of found.matches) {
-      const item = document.createElement("button");
-      item.className = "search-hit";
-      item.dataset.testid = "search-hit";
-      const where = document.createElement("span");
-      where.className = "where";
-      where.textContent = `${match.path}:${match.line}`;
-      const line = document.createElement("span");
-      line.className = "line";
-      line.textContent = match.text;
-      item.append(where, line);
-      item.onclick = () => editors.openFile(match.path, match.line);
-      host.append(item);
-    }
-    if (found.truncated) host.append(Object.assign(document.createElement("p"), { textContent: "More results not shown." }));
-  } catch (error) {
-    showError(error, "Search failed.");
-  }
-}
-
 function showSideView(name) {
   for (const tab of document.querySelectorAll(".side-tab")) tab.classList.toggle("active", tab.dataset.view === name);
   $("view-explorer").hidden = name !== "explorer";
   $("view-search").hidden = name !== "search";
-  if (name === "search") $("search-input").focus();
+  if (name === "search") searchPanel.focus();
 }
 
 // --- splitter ------------------------------------------------------------------------------------
@@ -208,6 +159,22 @@ function splitter() {
 let editors;
 let terminals;
 let explorer;
+let runPanel;
+let searchPanel;
+let quickOpen;
+let settings;
+let workbench;
+
+// The editor settings' theme goes through theme.js, which Monaco and xterm follow (onChange).
+function applyTheme(next) {
+  window.vibecodeTheme.set(next);
+}
+
+async function revealActive() {
+  if (!editors.active) { toast("Open a file to reveal it in the explorer."); return; }
+  showSideView("explorer");
+  await workbench.revealActive();
+}
 
 async function start() {
   setSessionStatus(data.status);
@@ -219,6 +186,11 @@ async function start() {
   editors = new Editors({
     monaco, files, host: $("editor-host"), tabsHost: $("editor-tabs"), emptyEl: $("editor-empty"),
     onCursor: (position) => { $("status-cursor").textContent = `Ln ${position.lineNumber}, Col ${position.column}`; },
+    onRun: runCurrent, onStop: stopRun,
+  });
+  runPanel = new RunPanel({
+    base: files.base, onShow: () => showPanel("output"),
+    els: { summary: $("output-summary"), output: $("output-text"), stop: $("run-stop"), form: $("run-input-form"), input: $("run-input"), run: $("run-button") },
   });
   explorer = new Explorer({ files, host: $("tree"), editors });
   let refreshTimer = null;
@@ -257,16 +229,36 @@ async function start() {
   $("new-terminal").onclick = () => { showPanel("terminals"); terminals.create(); };
   $("run-button").onclick = runCurrent;
   $("keep-working").onclick = keepWorking;
-  $("theme-toggle").onclick = () => {
-    const next = theme() === "dark" ? "light" : "dark";
-    document.documentElement.dataset.theme = next;
-    localStorage.setItem("vibecode.theme", next);
+  window.vibecodeTheme.onChange((next) => {
     editors.setTheme(next);
     terminals.setTheme(next);
-  };
+  });
+  bindTabKeys(editors);
+  settings = new EditorSettings({
+    monaco, editors, onTheme: applyTheme, languageEl: $("status-language"), indentEl: $("status-indent"),
+  });
+  await settings.init();
+  $("settings-open").onclick = () => settings.open();
+  workbench = new Workbench({
+    sessionId: data.sessionId, editors, terminals, explorer, ide: $("ide"), terminalTabs: $("terminal-tabs"),
+  });
+  $("reveal-active").onclick = revealActive;
+  editors.editor.addAction({
+    id: "vibecode.revealInExplorer", label: "Reveal in Explorer", contextMenuGroupId: "navigation",
+    run: () => revealActive(),
+  });
   for (const tab of document.querySelectorAll(".panel-tab")) tab.onclick = () => showPanel(tab.dataset.panel);
   for (const tab of document.querySelectorAll(".side-tab")) tab.onclick = () => showSideView(tab.dataset.view);
-  $("search-form").onsubmit = (event) => { event.preventDefault(); search($("search-input").value.trim()); };
+  searchPanel = new SearchPanel({ base: files.base, editors });
+  quickOpen = new QuickOpen({ base: files.base, editors });
+  // Ctrl+P before Monaco and xterm see it (capture), as VS Code does, and never the print dialog.
+  window.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "p") {
+      event.preventDefault();
+      event.stopPropagation();
+      quickOpen.open();
+    }
+  }, true);
   const runTarget = localStorage.getItem("vibecode.runTarget");
   if (runTarget) $("run-target").value = runTarget;
   $("run-target").onchange = () => localStorage.setItem("vibecode.runTarget", $("run-target").value);
@@ -274,14 +266,22 @@ async function start() {
   window.addEventListener("keydown", (event) => {
     const mod = event.ctrlKey || event.metaKey;
     if (mod && event.key === "s") { event.preventDefault(); editors.save(); }
+    else if (event.key === "F5" && event.shiftKey) { event.preventDefault(); stopRun(); }
     else if ((mod && event.key === "Enter") || event.key === "F5") { event.preventDefault(); runCurrent(); }
     else if (mod && event.shiftKey && event.key.toLowerCase() === "f") { event.preventDefault(); showSideView("search"); }
     else if (mod && event.key === "`") { event.preventDefault(); showPanel("terminals"); terminals.activeOrNew().term.focus(); }
+    else if (mod && event.key === ",") { event.preventDefault(); settings.open(); }
   });
 
   splitter();
+  // The workbench as it was left (in this browser or another): panel, terminals, then tabs.
+  const saved = await workbench.load();
+  workbench.applyPanel(saved);
   await explorer.refresh();
-  await terminals.restore();
+  await terminals.restore({ ids: saved ? saved.terminals : [], active: saved ? saved.active_terminal : null });
+  await workbench.restoreEditors(saved);
+  await runPanel.reattach();
+  workbench.watch();
   pollStats();
   setInterval(pollStats, 5000);
   ports.start();

@@ -176,9 +176,12 @@ export class Terminals {
   }
 
   // Reattach to the terminals that exist (this tab's and any the server knows), or open one.
-  async restore() {
-    let ids = [];
-    try { ids = JSON.parse(localStorage.getItem(this.storageKey) || "[]"); } catch { ids = []; }
+  // ``saved`` is the workbench's {ids, active}: those first, in their order, the active one shown.
+  async restore(saved = { ids: [], active: null }) {
+    let ids = [...saved.ids];
+    try {
+      for (const id of JSON.parse(localStorage.getItem(this.storageKey) || "[]")) if (!ids.includes(id)) ids.push(id);
+    } catch { /* a damaged entry: ignore it */ }
     try {
       for (const terminal of await this.files.terminals()) {
         if (!ids.includes(terminal.terminal_id)) ids.push(terminal.terminal_id);
@@ -188,8 +191,11 @@ export class Terminals {
     }
     if (!ids.length) ids = ["1"];
     for (const id of ids) this.open(id);
-    this.activate(this.tabs[0]);
+    this.activate(this.tabs.find((tab) => tab.id === saved.active) || this.tabs[0]);
   }
+
+  // For the workbench state: the open terminals' ids in order, and the active one's.
+  snapshot() { return { ids: this.tabs.map((tab) => tab.id), active: this.active ? this.active.id : null }; }
 
   remember() {
     localStorage.setItem(this.storageKey, JSON.stringify(this.tabs.map((tab) => tab.id)));

@@ -1,5 +1,7 @@
 // Small UI pieces: toasts for messages, and promise-based dialogs (no window.prompt/confirm,
-// which block the page and cannot be styled or tested reliably).
+// which block the page and cannot be styled or tested reliably). A dialog is modal
+// (role=dialog, aria-modal), named by its heading, closes on Esc (resolving null), and gives the
+// focus back to whatever had it when it opened.
 
 export function toast(message, kind = "info", timeout = 6000) {
   const host = document.getElementById("toasts");
@@ -11,6 +13,7 @@ export function toast(message, kind = "info", timeout = 6000) {
   close.className = "toast-close";
   close.textContent = "×";
   close.title = "Dismiss";
+  close.setAttribute("aria-label", "Dismiss");
   close.onclick = () => item.remove();
   item.append(close);
   host.append(item);
@@ -23,13 +26,33 @@ export function showError(error, prefix = "") {
   toast(prefix ? `${prefix} ${text}` : text, "error", 10000);
 }
 
+const TITLE_ID = "dialog-title";
+const TEXT_ID = "dialog-text";
+
 function openDialog(build) {
   const dialog = document.getElementById("dialog");
+  const opener = document.activeElement;
   dialog.replaceChildren();
+  dialog.setAttribute("role", "dialog");
+  dialog.setAttribute("aria-modal", "true");
+  dialog.setAttribute("aria-labelledby", TITLE_ID);
   return new Promise((resolve) => {
-    const done = (value) => { dialog.close(); resolve(value); };
+    let settled = false;
+    const done = (value) => {
+      if (settled) return;
+      settled = true;
+      if (dialog.open) dialog.close();
+      // Back to the opener before the caller goes on, so that what it does next can move the
+      // focus on from there (a rename focuses the renamed entry, for one).
+      if (opener && opener !== document.body && opener.isConnected) opener.focus();
+      resolve(value);
+    };
     build(dialog, done);
-    dialog.onclose = () => resolve(null);
+    if (dialog.querySelector(`#${TEXT_ID}`)) dialog.setAttribute("aria-describedby", TEXT_ID);
+    else dialog.removeAttribute("aria-describedby");
+    // Esc (the browser's cancel) closes it as Cancel. The close event comes a task later: by then
+    // the next dialog may be open in the same element, and that one must stay open.
+    dialog.onclose = () => { if (!dialog.open) done(null); };
     dialog.showModal();
   });
 }
@@ -55,11 +78,13 @@ export function ask(title, { value = "", placeholder = "", okLabel = "OK" } = {}
     const form = document.createElement("form");
     form.method = "dialog";
     const heading = document.createElement("h3");
+    heading.id = TITLE_ID;
     heading.textContent = title;
     const input = document.createElement("input");
     input.value = value;
     input.placeholder = placeholder;
     input.dataset.testid = "dialog-input";
+    input.setAttribute("aria-labelledby", TITLE_ID);
     form.append(heading, input);
     form.onsubmit = (event) => { event.preventDefault(); done(input.value.trim() || null); };
     dialog.append(form);
@@ -72,8 +97,10 @@ export function ask(title, { value = "", placeholder = "", okLabel = "OK" } = {}
 export function choose(title, text, choices) {
   return openDialog((dialog, done) => {
     const heading = document.createElement("h3");
+    heading.id = TITLE_ID;
     heading.textContent = title;
     const body = document.createElement("p");
+    body.id = TEXT_ID;
     body.textContent = text;
     dialog.append(heading, body);
     const row = buttons(dialog, choices, done);
