@@ -27,6 +27,13 @@ EXEC_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 DOCKER_ERRORS = Counter("vibecode_docker_errors_total", "Docker API calls that failed.", ["kind"])
+# Package egress (issue 14): connections through the proxy by outcome (ok, refused_host...),
+# bytes by direction (up: sandbox to upstream), and how many are open in this process.
+EGRESS_CONNECTIONS = Counter(
+    "vibecode_egress_connections_total", "Connections through the egress proxy, by outcome.", ["outcome"]
+)
+EGRESS_BYTES = Counter("vibecode_egress_bytes_total", "Bytes through the egress proxy.", ["direction"])
+EGRESS_OPEN = Gauge("vibecode_egress_open_connections", "Egress proxy connections open in this process.")
 
 
 def register_collector(collector: Collector) -> None:

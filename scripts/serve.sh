@@ -8,6 +8,11 @@ cd "$REPO_ROOT"
 HOST="${VIBECODE_HOST:-127.0.0.1}"
 PORT="${VIBECODE_PORT:-8000}"
 
+# Package egress behind a TLS-inspecting proxy: sandboxes trust what this host trusts.
+if [ -z "${VIBECODE_SANDBOX_CA_BUNDLE:-}" ] && [ -n "${SSL_CERT_FILE:-}" ] && [ -r "$SSL_CERT_FILE" ]; then
+  export VIBECODE_SANDBOX_CA_BUNDLE="$SSL_CERT_FILE"
+fi
+
 "$PY" manage.py migrate --noinput -v0
 "$PY" manage.py ensure_admin
 if "$PY" manage.py help reconcile_sessions >/dev/null 2>&1; then

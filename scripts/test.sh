@@ -22,6 +22,10 @@ if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
   [ -n "$given_redis" ] && export REDIS_URL="$given_redis"
 fi
 
+# Package egress behind a TLS-inspecting proxy: sandboxes trust what this host trusts.
+if [ -z "${VIBECODE_SANDBOX_CA_BUNDLE:-}" ] && [ -n "${SSL_CERT_FILE:-}" ] && [ -r "$SSL_CERT_FILE" ]; then
+  export VIBECODE_SANDBOX_CA_BUNDLE="$SSL_CERT_FILE"
+fi
 # One label per run, so that two runs on one engine (two checkouts) never clean up each other's
 # sandboxes.
 export VIBECODE_INSTANCE="test-$$"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from sessions_app.runtime.base import SandboxRef, SandboxSpec, VolumeHelperSpec
+from sessions_app.runtime.tunnel import EGRESS_PORT
 
 if TYPE_CHECKING:
     from sessions_app.models import Session
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 # Inside the sandbox HOME lives on the workspace volume, because the root filesystem is read-only
 # and whatever the user installs (pip --user, npm -g) must survive suspend and resume.
 SANDBOX_HOME = "/workspace/.home"
+# Where VIBECODE_SANDBOX_CA_BUNDLE is mounted (read-only) inside a sandbox.
+SANDBOX_CA_BUNDLE = "/etc/vibecode/ca-bundle.crt"
 
 
 def container_name(*, user_id: int, public_id: str) -> str:
@@ -49,7 +52,46 @@ def sandbox_env() -> dict[str, str]:
         "PYTHONUSERBASE": f"{SANDBOX_HOME}/.local",
         "TMUX_TMPDIR": "/tmp",
         "LANG": "C.UTF-8",
+        **egress_env(),
     }
+
+
+def egress_env() -> dict[str, str]:
+    """Package egress (issue 14): with egress on, every HTTP client in the sandbox (pip, npm, git,
+    curl, urllib) goes through the tunnel's proxy port, and trusts the CA bundle if one is set."""
+    if settings.VIBECODE_EGRESS == "off":
+        return {}
+    proxy = f"http://127.0.0.1:{EGRESS_PORT}"
+    no_proxy = "localhost,127.0.0.1,::1"
+    env = {
+        "HTTP_PROXY": proxy,
+        "HTTPS_PROXY": proxy,
+        # curl (so git) reads only the lower-case http_proxy.
+        "http_proxy": proxy,
+        "https_proxy": proxy,
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
+        "npm_config_proxy": proxy,
+        "npm_config_https_proxy": proxy,
+        "npm_config_noproxy": no_proxy,
+    }
+    if settings.VIBECODE_SANDBOX_CA_BUNDLE:
+        for name in (
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "PIP_CERT",
+            "NODE_EXTRA_CA_CERTS",
+            "GIT_SSL_CAINFO",
+        ):
+            env[name] = SANDBOX_CA_BUNDLE
+    return env
+
+
+def read_only_files() -> dict[str, str]:
+    """Host files mounted read-only into a sandbox: the egress CA bundle, when egress is on."""
+    if settings.VIBECODE_EGRESS == "off" or not settings.VIBECODE_SANDBOX_CA_BUNDLE:
+        return {}
+    return {settings.VIBECODE_SANDBOX_CA_BUNDLE: SANDBOX_CA_BUNDLE}
 
 
 def sandbox_spec(session: Session) -> SandboxSpec:
@@ -72,6 +114,7 @@ def sandbox_spec(session: Session) -> SandboxSpec:
         log_max_size=settings.VIBECODE_SANDBOX_LOG_MAX_SIZE,
         env=sandbox_env(),
         disk_mb=disk_mb(session),
+        read_only_files=read_only_files(),
     )
 
 

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "terminal_app",
     "assistant_app",
     "preview_app",
+    "egress_app",
 ]
 
 MIDDLEWARE = [
@@ -321,6 +322,62 @@ VIBECODE_HELPER_DEADLINE_SECONDS = env_int("VIBECODE_HELPER_DEADLINE_SECONDS", 3
 VIBECODE_HELPER_STALL_SECONDS = env_int("VIBECODE_HELPER_STALL_SECONDS", 8, minimum=2)
 VIBECODE_HELPER_MAX_CALLS = env_int("VIBECODE_HELPER_MAX_CALLS", 16, minimum=1)
 VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
+
+# --- Package egress (issue 14) ---
+# Sandboxes keep network "none". pip, npm and git inside one reach the internet only through the
+# backend: HTTP(S)_PROXY there is 127.0.0.1:3128, which the tunnel helper carries over the Docker
+# API to egress_app's proxy. "allowlist" (or "on") lets through only names matching
+# VIBECODE_EGRESS_ALLOWLIST; "open" any name; "off" no proxy at all (and no proxy variables in
+# new sandboxes). Whatever the name, addresses in loopback, private, link-local, CGNAT, metadata,
+# multicast and reserved networks are refused (egress_app/policy.py lists them) unless listed in
+# VIBECODE_EGRESS_ALLOW_ADDRESSES.
+_egress_mode = env_choice("VIBECODE_EGRESS", "allowlist", {"off", "on", "allowlist", "open"})
+VIBECODE_EGRESS = "allowlist" if _egress_mode == "on" else _egress_mode
+# Host names (and *.suffix wildcards) of the package registries: PyPI, npm, and GitHub for git
+# clones and the tarballs pip and npm fetch from it. Not deb.debian.org: the sandbox user is not
+# root and its root filesystem is read-only, so apt-get cannot install anything there anyway.
+VIBECODE_EGRESS_ALLOWLIST = [
+    pattern.lower().rstrip(".")
+    for pattern in env_list(
+        "VIBECODE_EGRESS_ALLOWLIST",
+        [
+            "pypi.org",
+            "files.pythonhosted.org",
+            "registry.npmjs.org",
+            "github.com",
+            "codeload.github.com",
+            "objects.githubusercontent.com",
+        ],
+    )
+]
+VIBECODE_EGRESS_PORTS: list[int] = []
+for _port in env_list("VIBECODE_EGRESS_PORTS", ["443", "80"]):
+    if not _port.isdigit() or not 0 < int(_port) < 65536:
+        raise ImproperlyConfigured(f"VIBECODE_EGRESS_PORTS: {_port!r} is not a TCP port.")
+    VIBECODE_EGRESS_PORTS.append(int(_port))
+VIBECODE_EGRESS_ALLOW_ADDRESSES = env_networks("VIBECODE_EGRESS_ALLOW_ADDRESSES", [])
+# Open egress connections per workspace and per backend process; past them a 503.
+VIBECODE_EGRESS_MAX_CONNECTIONS_PER_WORKSPACE = env_int(
+    "VIBECODE_EGRESS_MAX_CONNECTIONS_PER_WORKSPACE", 32, minimum=1
+)
+VIBECODE_EGRESS_MAX_CONNECTIONS = env_int("VIBECODE_EGRESS_MAX_CONNECTIONS", 256, minimum=1)
+# A request head must arrive within the head timeout, the upstream must accept within the connect
+# timeout, and a connection that moves no byte either way for the idle timeout is closed.
+VIBECODE_EGRESS_HEAD_TIMEOUT_SECONDS = env_float("VIBECODE_EGRESS_HEAD_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+VIBECODE_EGRESS_CONNECT_TIMEOUT_SECONDS = env_float(
+    "VIBECODE_EGRESS_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.5
+)
+VIBECODE_EGRESS_IDLE_TIMEOUT_SECONDS = env_float("VIBECODE_EGRESS_IDLE_TIMEOUT_SECONDS", 120.0, minimum=1.0)
+# Bytes one connection may move, both ways together; 0: no cap.
+VIBECODE_EGRESS_MAX_MB_PER_CONNECTION = env_int("VIBECODE_EGRESS_MAX_MB_PER_CONNECTION", 2048, minimum=0)
+# Egress audit rows (admin: Egress connections) older than this are deleted by maintenance.
+VIBECODE_EGRESS_AUDIT_DAYS = env_int("VIBECODE_EGRESS_AUDIT_DAYS", 30, minimum=1)
+# A PEM bundle on the engine's host, for networks behind a TLS-inspecting proxy: mounted read-only
+# into new sandboxes while egress is on, where SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT,
+# NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO point at it. scripts/test.sh and scripts/serve.sh set it
+# to $SSL_CERT_FILE when that file exists. Unreadable: system check vibecode.E014.
+VIBECODE_SANDBOX_CA_BUNDLE = env_str("VIBECODE_SANDBOX_CA_BUNDLE").strip()
+# --- end of package egress ---
 
 # --- Previews (issue 14) ---
 # Each listening port of a sandbox gets its own origin, <scheme>://<port>-<session>.<domain>[:port]/,

@@ -63,6 +63,8 @@ class SandboxSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     # Hard disk quota of a new workspace volume; None: no quota.
     disk_mb: int | None = None
+    # Host files mounted read-only into the sandbox: {host path: path inside} (the egress CA bundle).
+    read_only_files: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

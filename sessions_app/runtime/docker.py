@@ -108,7 +108,10 @@ def docker_create_kwargs(spec: SandboxSpec) -> dict[str, Any]:
             type="json-file", config={"max-size": spec.log_max_size, "max-file": "1"}
         ),
         "init": True,  # docker-init reaps zombies and forwards SIGTERM: stop takes milliseconds
-        "volumes": {spec.volume_name: {"bind": spec.workdir, "mode": "rw"}},
+        "volumes": {
+            spec.volume_name: {"bind": spec.workdir, "mode": "rw"},
+            **{host: {"bind": inside, "mode": "ro"} for host, inside in spec.read_only_files.items()},
+        },
     }
     if spec.drop_capabilities:
         host_config["cap_drop"] = ["ALL"]
