@@ -112,7 +112,8 @@ def terminal_open(*, session: Session, user_id: int, terminal_id: str, cols: int
     OPEN_TERMINALS.inc()
     # Package egress (pip, npm, git) goes through the session's tunnel: have it up by the time
     # the user types.
-    session_tunnel_ensure(session=session)
+    if settings.VIBECODE_EGRESS != "off":
+        session_tunnel_ensure(session=session)
     return OpenTerminal(
         session=session, terminal_id=terminal_id, user_id=user_id, client_id=client_id, tty=tty
     )

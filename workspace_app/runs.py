@@ -24,6 +24,7 @@ from django.conf import settings
 from core_app.errors import DomainError
 from sessions_app.models import Session
 from sessions_app.runtime.helper import HelperClient, HelperGone, Reply
+from sessions_app.services import session_tunnel_ensure
 from sessions_app.specs import session_ref
 from workspace_app.services import (
     RUNNERS,
@@ -87,6 +88,8 @@ def run_start(
         if not argv or not all(isinstance(arg, str) and "\0" not in arg for arg in argv):
             raise InvalidCommand("argv must be a non-empty list of strings without NUL characters.")
         command, label = argv, " ".join(argv)[:300]
+    if settings.VIBECODE_EGRESS != "off":
+        session_tunnel_ensure(session=session, wait=True)  # a run may `pip install`
     request = {
         "argv": command,
         "label": label,

@@ -304,8 +304,9 @@ def workspace_exec(
     seconds = _timeout(timeout)
     directory = _path(session, cwd)
     agent = _agent(session)
-    # A `pip install` run this way needs the egress port listening (a no-op once it does).
-    session_tunnel_ensure(session=session, wait=True)
+    if settings.VIBECODE_EGRESS != "off":
+        # A `pip install` run this way needs the egress port listening (a no-op once it does).
+        session_tunnel_ensure(session=session, wait=True)
     if directory:
         kind = agent.call("stat", {"path": directory}).result["type"]
         if kind != "directory":

@@ -195,6 +195,7 @@ def test_connections_from_the_sandbox_reach_the_accept_handler(session):
         channel.shutdown_write()
         channel.recv(timeout=10)
 
+    previous = tunnel_module._accept_handler  # egress_app's, put back after
     tunnel_module.register_accept_handler(handler)
     try:
         assert services.session_tunnel(session=session).wait_ready(30)
@@ -204,7 +205,7 @@ def test_connections_from_the_sandbox_reach_the_accept_handler(session):
             "s.sendall(b'ping'); s.shutdown(1); print(s.recv(100).decode())\"",
         )
     finally:
-        tunnel_module.register_accept_handler(None)
+        tunnel_module.register_accept_handler(previous)
     assert out.strip() == "egress:ping"
     assert seen == [session.public_id]
 
