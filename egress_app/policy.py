@@ -5,7 +5,7 @@ The rules, in order:
 
 1. ``VIBECODE_EGRESS=off`` refuses everything.
 2. The port must be in ``VIBECODE_EGRESS_PORTS`` (443 and 80 by default).
-3. In ``allowlist`` mode the host name must match ``VIBECODE_EGRESS_ALLOWLIST``: an exact name,
+3. In ``allowlist`` mode the host name must match ``VIBECODE_EGRESS_ALLOW``: an exact name,
    or ``*.suffix`` for any name *under* the suffix (not the suffix itself). ``open`` mode skips
    this rule, never the next one.
 4. The name is resolved here, by the backend, and refused if **any** of its addresses lies in
@@ -121,7 +121,7 @@ def normalize_host(raw: str) -> str | None:
 
 def host_allowed(host: str, *, patterns: list[str] | None = None) -> bool:
     """Does ``host`` (normalized) match the allowlist? ``*.suffix`` matches names under suffix."""
-    for pattern in settings.VIBECODE_EGRESS_ALLOWLIST if patterns is None else patterns:
+    for pattern in settings.VIBECODE_EGRESS_ALLOW if patterns is None else patterns:
         pattern = pattern.strip().lower().rstrip(".")
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
@@ -199,7 +199,7 @@ def egress_destination(*, host: str, port: int) -> Destination:
     if mode == "allowlist" and not host_allowed(name):
         raise EgressRefused(
             "host not allowed",
-            f"{name} is not on this server's egress allowlist (VIBECODE_EGRESS_ALLOWLIST).",
+            f"{name} is not on this server's egress allowlist (VIBECODE_EGRESS_ALLOW).",
             outcome="refused_host",
         )
     addresses = resolve_host(name, port)

@@ -327,7 +327,7 @@ VIBECODE_MAX_DOWNLOAD_MB = env_int("VIBECODE_MAX_DOWNLOAD_MB", 10240, minimum=1)
 # Sandboxes keep network "none". pip, npm and git inside one reach the internet only through the
 # backend: HTTP(S)_PROXY there is 127.0.0.1:3128, which the tunnel helper carries over the Docker
 # API to egress_app's proxy. "allowlist" (or "on") lets through only names matching
-# VIBECODE_EGRESS_ALLOWLIST; "open" any name; "off" no proxy at all (and no proxy variables in
+# VIBECODE_EGRESS_ALLOW; "open" any name; "off" no proxy at all (and no proxy variables in
 # new sandboxes). Whatever the name, addresses in loopback, private, link-local, CGNAT, metadata,
 # multicast and reserved networks are refused (egress_app/policy.py lists them) unless listed in
 # VIBECODE_EGRESS_ALLOW_ADDRESSES.
@@ -336,10 +336,10 @@ VIBECODE_EGRESS = "allowlist" if _egress_mode == "on" else _egress_mode
 # Host names (and *.suffix wildcards) of the package registries: PyPI, npm, and GitHub for git
 # clones and the tarballs pip and npm fetch from it. Not deb.debian.org: the sandbox user is not
 # root and its root filesystem is read-only, so apt-get cannot install anything there anyway.
-VIBECODE_EGRESS_ALLOWLIST = [
+VIBECODE_EGRESS_ALLOW = [
     pattern.lower().rstrip(".")
     for pattern in env_list(
-        "VIBECODE_EGRESS_ALLOWLIST",
+        "VIBECODE_EGRESS_ALLOW",
         [
             "pypi.org",
             "files.pythonhosted.org",

@@ -84,7 +84,7 @@ def egress_policy(settings, upstream, dns) -> None:
     dns["upstream.test"] = ["127.0.0.1"]
     dns["rebind.test"] = ["127.0.0.2"]
     settings.VIBECODE_EGRESS = "allowlist"
-    settings.VIBECODE_EGRESS_ALLOWLIST = ["upstream.test", "rebind.test", "closed.test"]
+    settings.VIBECODE_EGRESS_ALLOW = ["upstream.test", "rebind.test", "closed.test"]
     settings.VIBECODE_EGRESS_PORTS = [443, 80, upstream]
     settings.VIBECODE_EGRESS_ALLOW_ADDRESSES = [ipaddress.ip_network("127.0.0.1/32")]
     settings.VIBECODE_EGRESS_HEAD_TIMEOUT_SECONDS = 20.0

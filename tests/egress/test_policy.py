@@ -31,7 +31,7 @@ def dns(monkeypatch):
 @pytest.fixture(autouse=True)
 def _policy_defaults(settings):
     settings.VIBECODE_EGRESS = "allowlist"
-    settings.VIBECODE_EGRESS_ALLOWLIST = ["pypi.org", "files.pythonhosted.org", "*.example.com"]
+    settings.VIBECODE_EGRESS_ALLOW = ["pypi.org", "files.pythonhosted.org", "*.example.com"]
     settings.VIBECODE_EGRESS_PORTS = [443, 80]
     settings.VIBECODE_EGRESS_ALLOW_ADDRESSES = []
 
@@ -207,7 +207,7 @@ def test_off_refuses_everything(settings, dns):
 
 def test_the_real_resolver_finds_localhost_and_refuses_it(settings):
     """No seam: ``localhost`` really resolves to loopback, which is refused even when listed."""
-    settings.VIBECODE_EGRESS_ALLOWLIST = ["localhost"]
+    settings.VIBECODE_EGRESS_ALLOW = ["localhost"]
     assert any(a.is_loopback for a in policy.resolve_host("localhost", 443))
     with pytest.raises(EgressRefused) as refused:
         egress_destination(host="localhost", port=443)

@@ -248,7 +248,7 @@ def test_refusals_answer_403_with_the_reason(session, request_head, reason):
 
 def test_loopback_by_its_real_name_is_refused_without_the_override(session, settings, monkeypatch):
     monkeypatch.setattr(policy, "resolve_host", REAL_RESOLVE)
-    settings.VIBECODE_EGRESS_ALLOWLIST = ["localhost"]
+    settings.VIBECODE_EGRESS_ALLOW = ["localhost"]
     settings.VIBECODE_EGRESS_ALLOW_ADDRESSES = []
     with proxied() as sandbox:
         sandbox.sendall(b"CONNECT localhost:443 HTTP/1.1\r\n\r\n")

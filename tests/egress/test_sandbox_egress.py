@@ -159,7 +159,7 @@ def test_pip_install_user_from_the_real_index(session, settings, monkeypatch):
         print(f"skipped: the package index is unreachable from this backend ({reason})")
         pytest.skip(f"the package index is unreachable from this backend ({reason})")
     monkeypatch.setattr(policy, "resolve_host", REAL_RESOLVE)
-    settings.VIBECODE_EGRESS_ALLOWLIST = ["pypi.org", "files.pythonhosted.org"]
+    settings.VIBECODE_EGRESS_ALLOW = ["pypi.org", "files.pythonhosted.org"]
     settings.VIBECODE_EGRESS_PORTS = [443]
     result = workspace_exec(
         session=session,
