@@ -314,15 +314,16 @@ class Preview:
             return
         if length.isdigit():
             headers.append((b"content-length", length.encode()))
-        else:
+        elif "chunked" in _header(self.scope, b"transfer-encoding").lower():
             headers.append((b"transfer-encoding", b"chunked"))
+        # else: no body, and no framing header (h11 then sends none).
         headers.append((b"connection", b"close"))
         method = self.scope.get("method", "GET").encode()
         started = False
         disconnected = asyncio.Event()
         try:
-            head = h11.Request(method=method, target=self._target(), headers=headers)
-            await channel.asend(upstream.send(head))
+            # The head, and a small body that came whole, leave in one write (one tunnel frame).
+            pending = upstream.send(h11.Request(method=method, target=self._target(), headers=headers))
             sent = 0
             while True:
                 message = await self.receive()
@@ -334,10 +335,12 @@ class Preview:
                     await self._too_large()
                     return
                 if body:
-                    await channel.asend(upstream.send(h11.Data(data=body)))
+                    pending += upstream.send(h11.Data(data=body))
                 if not message.get("more_body"):
                     break
-            await channel.asend(upstream.send(h11.EndOfMessage()))
+                await channel.asend(pending)
+                pending = b""
+            await channel.asend(pending + upstream.send(h11.EndOfMessage()))
             watcher = asyncio.ensure_future(self._watch_disconnect(disconnected, channel))
             try:
                 started = await self._relay_response(upstream, channel)

@@ -1861,6 +1861,7 @@ def tunnel(egress_port):
                 emit({"ev": "refused", "ch": ch, "error": "bad port or too many connections"})
                 return
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a relay: never wait to batch
             sock.setblocking(False)
             err = sock.connect_ex(("127.0.0.1", port))
             if err not in (0, errno.EINPROGRESS):
@@ -1971,6 +1972,7 @@ def tunnel(egress_port):
         if len(channels) >= TUNNEL_MAX_CHANNELS:
             sock.close()
             return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         ch = next_accept[0]
         next_accept[0] -= 1
