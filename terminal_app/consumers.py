@@ -191,6 +191,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         write_buffer = self.scope.get(WRITE_BUFFER)  # daphne's buffered bytes for this client
         try:
+            # First the pane's history (the scrollback), under the same window as the output.
+            history = self.terminal.history if self.terminal else b""
+            for start in range(0, len(history), FRAME_MAX):
+                await self.window_open.wait()
+                chunk = history[start : start + FRAME_MAX]
+                await self.send(bytes_data=chunk)
+                self.sent += len(chunk)
+                if self.sent - self.acked > WINDOW_BYTES:
+                    self.window_open.clear()
             while True:
                 await self.window_open.wait()
                 try:

@@ -49,6 +49,7 @@ class OpenTerminal:
     user_id: int
     client_id: str
     tty: Tty
+    history: bytes = b""  # send before the TTY's output: see terminal_history
 
 
 def tmux_name(terminal_id: str) -> str:
@@ -63,20 +64,41 @@ def _client_pid_file(client_id: str) -> str:
     return f"/tmp/vc-client-{client_id}.pid"
 
 
+# What tmux may send to the outer terminal (xterm.js), so that xterm.js keeps the scrollback
+# itself and the mouse wheel, the scrollbar and find work on its own buffer:
+# - ``smcup@:rmcup@``: no alternate screen for the outer terminal, so lines that scroll off the
+#   top go into xterm.js's scrollback instead of being thrown away;
+# - ``indn@``: scroll with newlines at the bottom of the region (which xterm.js keeps), never
+#   with ``CSI n S`` (which it does not).
+TMUX_TERMINAL_OVERRIDES = "*:smcup@:rmcup@:indn@"
+# tmux sets the outer terminal's title to this whenever it changes: the page learns from it, in
+# order with the output, whether a full-screen program (vim, less, htop) has the pane's
+# alternate screen. Its scrolling lands in xterm.js's scrollback too, so when it ends the page
+# reattaches (which rebuilds the scrollback from tmux's history, where it never went).
+TMUX_TITLE = "vibecode:#{?alternate_on,alt,main}"
+
+
 def tmux_attach_argv(terminal_id: str, *, cols: int, rows: int, client_id: str) -> list[str]:
     """Attach to the terminal's tmux session, creating it (a login bash in /workspace) if new.
 
-    tmux draws the whole screen on attach, which is how a reload gets its screen back. The
-    status bar is off (the IDE has its own tabs) and the scrollback is generous. The tmux client
-    first records its pid under ``client_id``, for :func:`terminal_detach`.
+    tmux draws the screen on attach (which is how a reload gets its screen back; its history
+    comes from :func:`terminal_history`), without the alternate screen
+    (``TMUX_TERMINAL_OVERRIDES``, set before the client starts since tmux reads it then). The
+    status bar is off (the IDE has its own tabs, and a full-width pane scrolls with newlines)
+    and the scrollback is generous (10,000 lines, as xterm.js's). The shell first records its
+    pid (which becomes the tmux client's) under ``client_id``, for :func:`terminal_detach`.
     """
     name = tmux_name(terminal_id)
     return [
         "sh", "-c", 'echo $$ > "$0"; exec "$@"', _client_pid_file(client_id),
-        "tmux", "-u", "new-session", "-A", "-s", name, "-x", str(cols), "-y", str(rows), "-c", "/workspace",
+        "tmux", "-u", "set-option", "-s", "terminal-overrides", TMUX_TERMINAL_OVERRIDES, ";",
+        # Before new-session: a pane's history limit is fixed when the pane is made.
+        "set-option", "-g", "history-limit", "10000", ";",
+        "new-session", "-A", "-s", name, "-x", str(cols), "-y", str(rows), "-c", "/workspace",
         "bash", "-l", ";",
         "set-option", "-t", name, "status", "off", ";",
-        "set-option", "-t", name, "history-limit", "10000", ";",
+        "set-option", "-t", name, "set-titles", "on", ";",
+        "set-option", "-t", name, "set-titles-string", TMUX_TITLE, ";",
         "set-option", "-s", "escape-time", "0", ";",
         "set-window-option", "-t", name, "aggressive-resize", "on",
     ]  # fmt: skip
@@ -93,7 +115,9 @@ def terminal_open(*, session: Session, user_id: int, terminal_id: str, cols: int
     tmux_name(terminal_id)
     if session.status != Session.Status.RUNNING:
         raise SandboxNotRunning(f"The session is {session.status}. Resume it to use the terminal.")
+    # Before the TTY: tmux draws the screen as it attaches, and the history goes above it.
     client_id = secrets.token_hex(8)
+    history = terminal_history(session=session, terminal_id=terminal_id, rows=rows)
     if not limits.slot_acquire(user_id=user_id, slot_id=client_id):
         raise TooManyTerminals(
             f"You have {settings.VIBECODE_MAX_TERMINALS_PER_USER} terminals open, the most allowed. "
@@ -115,8 +139,48 @@ def terminal_open(*, session: Session, user_id: int, terminal_id: str, cols: int
     if settings.VIBECODE_EGRESS != "off":
         session_tunnel_ensure(session=session)
     return OpenTerminal(
-        session=session, terminal_id=terminal_id, user_id=user_id, client_id=client_id, tty=tty
+        session=session,
+        terminal_id=terminal_id,
+        user_id=user_id,
+        client_id=client_id,
+        tty=tty,
+        history=history,
     )
+
+
+# The history of a terminal's pane as tmux has it (up to its 10,000 lines), with colours.
+HISTORY_MAX_BYTES = 4 * 1024 * 1024
+# ``=name:`` is an exact target: ``vc-1`` never matches ``vc-10``.
+_HISTORY_SCRIPT = (
+    'n=$(tmux display-message -p -t "=$0:" "#{history_size}" 2>/dev/null); '
+    '[ "${n:-0}" -gt 0 ] || exit 0; '
+    'exec tmux capture-pane -p -e -J -S - -E -1 -t "=$0:"'
+)
+
+
+def terminal_history(*, session: Session, terminal_id: str, rows: int) -> bytes:
+    """The lines above the screen of a terminal's pane, as terminal output for a new xterm.js:
+    with its colours, then ``rows - 1`` newlines that push them all into the scrollback (tmux
+    then clears the screen and draws it). ``b""`` for a new terminal, or when tmux cannot say.
+
+    Every attach sends it first, so a reload, a reconnect or a resync has the whole scrollback:
+    tmux forwards a burst of more than a screen of output as a redraw, so some lines of such a
+    burst reach xterm.js only this way. It cannot come through the TTY itself: tmux discards
+    the output still queued on its terminal when it starts.
+    """
+    name = tmux_name(terminal_id)
+    try:
+        argv = ["sh", "-c", _HISTORY_SCRIPT, name]
+        result = _quiet_exec(session=session, argv=argv, limit=HISTORY_MAX_BYTES)
+    except DomainError as exc:
+        logger.info("no history for terminal %s of session %s: %s", terminal_id, session.public_id, exc)
+        return b""
+    text = result.stdout
+    if result.exit_code != 0 or not text.strip():
+        return b""
+    if result.truncated:  # the oldest lines are kept: end at a whole line
+        text = text[: text.rfind(b"\n") + 1]
+    return text.replace(b"\n", b"\r\n") + b"\r\n" * (rows - 1)
 
 
 def terminal_heartbeat(*, terminal: OpenTerminal) -> None:
@@ -157,7 +221,9 @@ def terminal_detach(*, terminal: OpenTerminal) -> None:
     _quiet_exec(session=terminal.session, argv=["sh", "-c", script, _client_pid_file(terminal.client_id)])
 
 
-def _quiet_exec(*, session: Session, argv: list[str], timeout: int = 10) -> ExecResult:
+def _quiet_exec(
+    *, session: Session, argv: list[str], timeout: int = 10, limit: int = 64 * 1024
+) -> ExecResult:
     """Housekeeping in the sandbox through its persistent helper (a few ms, where a fresh
     ``docker exec`` costs ~60), without what ``workspace_exec`` adds for a user's command: no
     activity write, no exec metrics."""
@@ -167,7 +233,7 @@ def _quiet_exec(*, session: Session, argv: list[str], timeout: int = 10) -> Exec
         "argv": argv,
         "cwd": "/workspace",
         "timeout": timeout,
-        "limit": 64 * 1024,
+        "limit": limit,
         "stdin": "",
     }
     reply = get_runtime().helper(session_ref(session)).call("exec", request, timeout=timeout + 30)

@@ -1,5 +1,12 @@
 // Terminal tabs: xterm.js over the terminal WebSocket (docs/terminal-protocol.md). Each tab is a
 // tmux session in the sandbox, so a reload or a dropped network reattaches to the same shell.
+//
+// xterm.js keeps the scrollback itself: tmux draws without the alternate screen, so the wheel,
+// the scrollbar and find (Ctrl+F) work on xterm.js's own buffer with no round trip. Every
+// (re)attach starts from a clean terminal and gets the pane's whole history from tmux first
+// (terminal_app/services.py). tmux names the terminal "vibecode:alt" while a full-screen program
+// (vim, less) has the pane and "vibecode:main" after: its scrolling went into xterm.js's
+// scrollback, so when it ends the tab reattaches, which rebuilds the scrollback from tmux's.
 
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
@@ -8,6 +15,12 @@ import { SearchAddon } from "@xterm/addon-search";
 import { showError, toast } from "./ui.js";
 
 const ACK_EVERY = 64 * 1024;
+const TITLE_ALT = "vibecode:alt";
+const TITLE_MAIN = "vibecode:main";
+const FIND_COLOURS = {
+  dark: { matchBackground: "#6b5a26", activeMatchBackground: "#b5651d" },
+  light: { matchBackground: "#f8e3a1", activeMatchBackground: "#f0a94b" },
+};
 const THEMES = {
   dark: { background: "#1e1e1e", foreground: "#d4d4d4", cursor: "#d4d4d4", selectionBackground: "#264f78" },
   light: { background: "#ffffff", foreground: "#1e1e1e", cursor: "#1e1e1e", selectionBackground: "#add6ff" },
@@ -37,7 +50,11 @@ class TerminalTab {
     this.term.loadAddon(this.search);
     this.term.loadAddon(new WebLinksAddon((event, uri) => window.open(uri, "_blank", "noopener")));
     this.term.open(this.element);
+    // For tests and the console: the xterm.js Terminal behind this tab.
+    this.element.__vibecodeTerminal = this.term;
     this.term.attachCustomKeyEventHandler((event) => this.keys(event));
+    this.term.onTitleChange((title) => this.titled(title));
+    this.search.onDidChangeResults((results) => manager.findResults(this, results));
     this.term.onData((data) => this.type(data));
     this.term.onResize(({ cols, rows }) => this.send({ type: "resize", cols, rows }));
     new ResizeObserver(() => { if (this.element.offsetParent) this.safeFit(); }).observe(this.element);
@@ -57,6 +74,12 @@ class TerminalTab {
     }
     // Paste: let the browser deliver the paste event to xterm's textarea.
     if (mod && event.key.toLowerCase() === "v") return false;
+    // Find in the terminal (instead of the page's find, and of readline's forward-char).
+    if (mod && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "f") {
+      event.preventDefault();
+      this.manager.openFind();
+      return false;
+    }
     if (event.key === "Enter") this.manager.onCommand();
     return true;
   }
@@ -80,7 +103,15 @@ class TerminalTab {
     const ws = new WebSocket(this.url());
     ws.binaryType = "arraybuffer";
     this.ws = ws;
-    ws.onopen = () => { this.retries = 0; this.manager.setState(this, "connected"); };
+    ws.onopen = () => {
+      this.retries = 0;
+      this.alternate = false;
+      // A full reset (RIS), in order with the output: the attach sends the whole scrollback and
+      // screen again, so nothing of the previous connection's may stay.
+      this.search.clearDecorations();
+      this.term.write("\x1bc");
+      this.manager.setState(this, "connected");
+    };
     ws.onmessage = (message) => this.receive(message.data);
     ws.onclose = (event) => this.closed(event);
   }
@@ -109,6 +140,25 @@ class TerminalTab {
     } else if (message.type === "error") {
       this.term.write(`\r\n\x1b[31m[${message.message}]\x1b[0m\r\n`);
     }
+  }
+
+  // tmux's title for the pane says whether a full-screen program has it (see the top).
+  titled(title) {
+    if (title === TITLE_ALT) this.alternate = true;
+    else if (title === TITLE_MAIN && this.alternate) {
+      this.alternate = false;
+      this.resync();
+    }
+  }
+
+  // Reattach now: a new connection gets the pane's history and screen from tmux afresh.
+  resync() {
+    if (this.disposed || this.stopped || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    const old = this.ws;
+    old.onclose = null;
+    old.onmessage = null;
+    old.close(1000);
+    this.connect();
   }
 
   closed(event) {
@@ -144,6 +194,24 @@ class TerminalTab {
 
   setTheme(theme) { this.term.options.theme = THEMES[theme]; }
 
+  find(text, { backwards = false, incremental = false } = {}) {
+    if (!text) {
+      this.search.clearDecorations();
+      this.term.clearSelection();
+      return false;
+    }
+    const palette = FIND_COLOURS[document.documentElement.dataset.theme === "light" ? "light" : "dark"];
+    const options = {
+      incremental,
+      decorations: {
+        ...palette,
+        matchOverviewRuler: palette.matchBackground,
+        activeMatchColorOverviewRuler: palette.activeMatchBackground,
+      },
+    };
+    return backwards ? this.search.findPrevious(text, options) : this.search.findNext(text, options);
+  }
+
   show(visible) {
     this.element.hidden = !visible;
     this.tab.classList.toggle("active", visible);
@@ -173,6 +241,60 @@ export class Terminals {
     this.onCommand = onCommand || (() => {});
     this.onSessionStopped = onSessionStopped || (() => {});
     this.storageKey = `vibecode.terminals.${sessionId}`;
+    this.findBox = host.querySelector("[data-testid=terminal-find]");
+    if (this.findBox) this.wireFind();
+  }
+
+  // --- find in the active terminal (the box in the terminal panel) ---
+
+  wireFind() {
+    const input = this.findBox.querySelector("input");
+    this.findInput = input;
+    this.findCount = this.findBox.querySelector("[data-testid=terminal-find-count]");
+    input.addEventListener("input", () => this.findStep({ incremental: true }));
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") { event.preventDefault(); this.findStep({ backwards: event.shiftKey }); }
+      else if (event.key === "Escape") { event.preventDefault(); this.closeFind(); }
+    });
+    this.findBox.addEventListener("submit", (event) => event.preventDefault());
+    this.findBox.querySelector("[data-find=next]").onclick = () => this.findStep({});
+    this.findBox.querySelector("[data-find=prev]").onclick = () => this.findStep({ backwards: true });
+    this.findBox.querySelector("[data-find=close]").onclick = () => this.closeFind();
+  }
+
+  openFind() {
+    if (!this.findBox) return;
+    this.findBox.hidden = false;
+    const selection = this.active?.term.getSelection();
+    if (selection && !selection.includes("\n")) this.findInput.value = selection;
+    this.findInput.focus();
+    this.findInput.select();
+    if (this.findInput.value) this.findStep({ incremental: true });
+  }
+
+  closeFind() {
+    if (!this.findBox || this.findBox.hidden) return;
+    this.findBox.hidden = true;
+    this.findCount.textContent = "";
+    for (const tab of this.tabs) tab.search.clearDecorations();
+    this.active?.term.focus();
+  }
+
+  findStep({ backwards = false, incremental = false }) {
+    const tab = this.active;
+    if (!tab) return;
+    const text = this.findInput.value;
+    const found = tab.find(text, { backwards, incremental });
+    this.findBox.classList.toggle("no-match", Boolean(text) && !found);
+    if (!text) this.findCount.textContent = "";
+    else if (!found) this.findCount.textContent = "No results";
+  }
+
+  findResults(terminal, { resultIndex, resultCount }) {
+    if (terminal !== this.active || !this.findBox || this.findBox.hidden || !this.findInput.value) return;
+    this.findCount.textContent = resultCount
+      ? `${resultIndex >= 0 ? resultIndex + 1 : "?"} of ${resultCount}`
+      : "No results";
   }
 
   // Reattach to the terminals that exist (this tab's and any the server knows), or open one.
@@ -233,6 +355,7 @@ export class Terminals {
 
   activate(terminal) {
     if (!terminal) return;
+    if (this.active && this.active !== terminal) this.active.search.clearDecorations();
     this.active = terminal;
     for (const tab of this.tabs) tab.show(tab === terminal);
     this.onStateChange(terminal.state || "connecting…");
