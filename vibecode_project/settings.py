@@ -524,6 +524,12 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": ["'self'"],
         "form-action": ["'self'"],
         "frame-ancestors": ["'none'"],
+        # The IDE's preview pane shows a workspace's port on its own origin (preview_app).
+        "frame-src": [
+            "'self'",
+            f"{VIBECODE_PREVIEW_SCHEME}://*.{VIBECODE_PREVIEW_DOMAIN}",
+            f"{VIBECODE_PREVIEW_SCHEME}://*.{VIBECODE_PREVIEW_DOMAIN}:*",
+        ],
     },
 }
 # --- end of Content-Security-Policy ---

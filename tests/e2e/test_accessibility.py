@@ -35,6 +35,8 @@ def set_scheme(page, scheme: str) -> None:
     """The OS's setting, as the page sees it; theme.js follows it (no choice is stored)."""
     page.emulate_media(color_scheme=scheme)
     page.wait_for_function("(scheme) => document.documentElement.dataset.theme === scheme", arg=scheme)
+    # Colours fade from one theme to the other: axe must see where they end, not a mid-fade grey.
+    page.wait_for_function("() => document.getAnimations().every((a) => !(a instanceof CSSTransition))")
 
 
 def serious_violations(page, name: str) -> list[str]:

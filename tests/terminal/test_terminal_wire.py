@@ -534,12 +534,12 @@ def test_a_hundred_reconnects_leave_no_process_behind(wire):
             pass
     left = settled_processes(wire.container, want=baseline, seconds=20)
     assert left == baseline
-    # The only exec left may be the session's persistent helper (one per session, by design).
+    # The only execs left may be the session's persistent helper and its tunnel (one each).
     execs = [
         ENGINE.api.exec_inspect(e) for e in ENGINE.api.inspect_container(wire.container)["ExecIDs"] or []
     ]
-    running = [e for e in execs if e["Running"]]
-    assert len(running) <= 1 and all(e["ProcessConfig"]["arguments"][-1] == "serve" for e in running), running
+    kinds = sorted(e["ProcessConfig"]["arguments"][-1] for e in execs if e["Running"])
+    assert kinds in ([], ["serve"], ["3128"], ["3128", "serve"]), kinds  # "... tunnel 3128"
     # Exec sockets are released by Python's garbage collector, not at close, so the count saws
     # up and down (by some tens) rather than returning to where it was. A socket kept for every
     # terminal ever opened would be 100 more.

@@ -41,10 +41,11 @@ def _write(api: APIClient, base: str, path: str, content: str) -> None:
 
 
 def _processes(session) -> list[str]:
-    """The command lines of every process in the session's container, as ``docker top`` sees them."""
+    """The command lines of every process in the session's container, as ``docker top`` sees them,
+    but the session's TCP tunnel (it lives as long as the session, like its helper)."""
     top = ENGINE.api.top(session.container_name)
     column = top["Titles"].index("CMD")
-    return [process[column] for process in top["Processes"]]
+    return [process[column] for process in top["Processes"] if not process[column].endswith(" tunnel 3128")]
 
 
 def _leftovers(session, *, grace: float = 1.0) -> list[str]:
