@@ -21,7 +21,10 @@ start() {
 
   runuser -u postgres -- "$PG_BIN/initdb" -D "$DIR/pg" -U postgres --auth=trust >"$DIR/initdb.log" 2>&1 \
     || die "initdb failed: $(tail -5 "$DIR/initdb.log")"
-  local pg_opts="-p $pg_port -k $DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+  # deadlock_timeout above the live servers' lock_timeout (tests/conftest.py): when a test's
+  # teardown empties the tables while a page's last request (a pagehide save) still writes, the
+  # request gives up, not the teardown.
+  local pg_opts="-p $pg_port -k $DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c deadlock_timeout=5s"
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg" -o "$pg_opts" \
     -l "$DIR/pg/server.log" -w start >/dev/null || die "PostgreSQL did not start: $(tail -5 "$DIR/pg/server.log")"
 

@@ -235,9 +235,14 @@ def _test_database_url() -> str:
 
 @pytest.fixture(scope="session")
 def daphne_env(django_db_setup, django_db_blocker) -> dict[str, str]:
-    """The environment of a daphne serving the test database (and the test Redis)."""
+    """The environment of a daphne serving the test database (and the test Redis).
+
+    Its statements wait at most 2 s for a lock: a browser's last request (the workbench saved on
+    pagehide) can still be writing while a test's teardown truncates the tables, and then the
+    request must give up rather than deadlock the teardown (scripts/test-services.sh sets the
+    server's deadlock_timeout above this)."""
     with django_db_blocker.unblock():
-        return {**os.environ, "DATABASE_URL": _test_database_url()}
+        return {**os.environ, "DATABASE_URL": _test_database_url(), "PGOPTIONS": "-c lock_timeout=2000"}
 
 
 @pytest.fixture(scope="session")
