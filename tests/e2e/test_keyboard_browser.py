@@ -7,6 +7,7 @@ Every step waits for the state it expects (focus, attributes, elements): no slee
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.conftest import ARTIFACTS
 from tests.e2e.conftest import create_session_via_api, csrf, open_ide, wait_for_terminal_text
@@ -35,6 +36,23 @@ def wait_focus(page, path: str) -> None:
         arg=path,
         timeout=TIMEOUT,
     )
+
+
+def arrow_to(page, key: str, path: str, *, start: str) -> None:
+    """Press ``key`` until the focus is on ``path``. The tree may redraw after a dialog closes
+    (a refresh racing the key): then the focus is put back on ``start`` and the key pressed again."""
+    for _ in range(5):
+        page.keyboard.press(key)
+        try:
+            page.wait_for_function(
+                "(path) => document.activeElement && document.activeElement.dataset.path === path",
+                arg=path,
+                timeout=5000,
+            )
+            return
+        except PlaywrightTimeoutError:
+            page.focus(f"[data-testid=tree-item][data-path='{start}']")
+    wait_focus(page, path)
 
 
 def wait_attr(page, selector: str, name: str, value: str) -> None:
@@ -160,8 +178,7 @@ def test_the_tree_is_usable_with_the_keyboard(signed_in, daphne_server, console)
     assert visible_paths(page) == ["pkg", "b.txt", "renamed.py"]
 
     # Delete asks first (Esc keeps the file), then deletes; the focus moves to a neighbour.
-    page.keyboard.press("ArrowUp")
-    wait_focus(page, "b.txt")
+    arrow_to(page, "ArrowUp", "b.txt", start="renamed.py")
     page.keyboard.press("Delete")
     page.wait_for_selector("#dialog[open]", timeout=TIMEOUT)
     assert "b.txt" in page.inner_text("#dialog")

@@ -105,18 +105,3 @@ def test_a_new_terminal_has_no_history(running, alice):
         reader.until("$ ")
     finally:
         terminal_detach(terminal=reader.terminal)
-
-
-def test_tmux_names_the_terminal_after_the_screen_a_program_uses(running, alice):
-    reader = open_reader(running, alice.id)
-    try:
-        reader.until("$ ")
-        reader.type("seq -f page-%g 1 200 > pages.txt && less pages.txt\r")
-        alt = reader.until(b"\x1b]0;vibecode:alt\x07")
-        reader.until("page-5")
-        reader.type("q")
-        reader.until(b"\x1b]0;vibecode:main\x07", start=alt.end())
-        # The outer terminal still never got an alternate screen: the page (not tmux) reacts.
-        assert not ALTERNATE_SCREEN.search(reader.data)
-    finally:
-        terminal_detach(terminal=reader.terminal)
