@@ -74,6 +74,33 @@ def deadline_seconds() -> float:
     return float(settings.VIBECODE_HELPER_DEADLINE_SECONDS)
 
 
+def take_frame(
+    buffer: bytearray, *, max_header: int, max_payload: int
+) -> tuple[dict[str, Any], bytes] | None:
+    """Cut the next whole frame (a 4-byte big-endian length, a JSON header object, then
+    ``header["size"]`` payload bytes) from the front of ``buffer``; None until more bytes come.
+    The helper and the tunnel run as the sandbox user, who can write into their stdout: a frame
+    over the limits, or not of that shape, raises ``ValueError`` (the caller drops the process)."""
+    if len(buffer) < 4:
+        return None
+    (length,) = struct.unpack(">I", buffer[:4])
+    if length > max_header:
+        raise ValueError(f"a {length}-byte header")
+    if len(buffer) < 4 + length:
+        return None
+    header = json.loads(buffer[4 : 4 + length])
+    if not isinstance(header, dict):
+        raise ValueError("a frame header that is not an object")
+    size = header.get("size") or 0
+    if not isinstance(size, int) or not 0 <= size <= max_payload:
+        raise ValueError(f"a {size!r}-byte payload")
+    if len(buffer) < 4 + length + size:
+        return None
+    payload = bytes(buffer[4 + length : 4 + length + size])
+    del buffer[: 4 + length + size]
+    return header, payload
+
+
 class ProcessStream(abc.ABC):
     """A long-lived process in a sandbox with its stdin and stdout as a byte stream (no TTY).
     Used for the persistent helper; stderr is not part of the stream."""
@@ -253,26 +280,12 @@ class HelperClient:
                 if not chunk:
                     return
                 buffer += chunk
-                while len(buffer) >= 4:
-                    (length,) = struct.unpack(">I", buffer[:4])
-                    # The helper runs as the sandbox user, who can write to its stdout: its frames
-                    # are untrusted, and an oversized one ends the connection rather than the backend.
-                    if length > MAX_HEADER_BYTES:
-                        raise ValueError(f"a {length}-byte header from the helper")
-                    if len(buffer) < 4 + length:
-                        break
-                    header = json.loads(buffer[4 : 4 + length])
-                    if not isinstance(header, dict):
-                        raise ValueError("a frame header that is not an object")
-                    size = int(header.get("size") or 0)
-                    if not 0 <= size <= max_payload_bytes():
-                        raise ValueError(f"a {size}-byte payload from the helper")
-                    if len(buffer) < 4 + length + size:
-                        break
-                    payload = bytes(buffer[4 + length : 4 + length + size])
-                    del buffer[: 4 + length + size]
+                limit = max_payload_bytes()
+                while (
+                    frame := take_frame(buffer, max_header=MAX_HEADER_BYTES, max_payload=limit)
+                ) is not None:
                     self._last_frame = time.monotonic()
-                    self._dispatch(header, payload)
+                    self._dispatch(*frame)
         except Exception as exc:
             if self.alive:
                 logger.warning("helper %s: reading failed (%s); the connection is dropped", self.label, exc)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core_app.errors import DomainError
-from sessions_app.runtime.helper import ProcessStream
+from sessions_app.runtime.helper import ProcessStream, take_frame
 
 logger = logging.getLogger(__name__)
 
@@ -395,24 +395,11 @@ class Tunnel:
                 if not chunk:
                     break
                 buffer += chunk
-                while len(buffer) >= 4:
-                    (length,) = struct.unpack(">I", buffer[:4])
-                    if length > MAX_HEADER_BYTES:
-                        raise ValueError(f"a {length}-byte header")
-                    if len(buffer) < 4 + length:
-                        break
-                    header = json.loads(buffer[4 : 4 + length])
-                    if not isinstance(header, dict):
-                        raise ValueError("a header that is not an object")
-                    size = header.get("size") or 0
-                    if not isinstance(size, int) or not 0 <= size <= FRAME:
-                        raise ValueError(f"a {size!r}-byte payload")
-                    if len(buffer) < 4 + length + size:
-                        break
-                    payload = bytes(buffer[4 + length : 4 + length + size])
-                    del buffer[: 4 + length + size]
+                while (
+                    frame := take_frame(buffer, max_header=MAX_HEADER_BYTES, max_payload=FRAME)
+                ) is not None:
                     self._last_frame = time.monotonic()
-                    self._dispatch(header, payload)
+                    self._dispatch(*frame)
             reason = "its stream ended"
         except Exception as exc:
             reason = f"it sent garbage ({exc})"
