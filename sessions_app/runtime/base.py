@@ -250,6 +250,14 @@ class SandboxRuntime(abc.ABC):
         """The sandbox's live tunnel in this process, if there is one; never starts one."""
         return self._tunnel_pool.peek(_key(ref)) if self._tunnel_pool is not None else None
 
+    def open_language_server(self, ref: SandboxRef, *, language: str, argv: Sequence[str]) -> ProcessStream:
+        """Start ``argv`` (a language server speaking LSP on stdio) under the helper program's
+        ``lsp`` supervisor, and return its stdin/stdout as a byte stream carrying LSP's
+        ``Content-Length`` framing (``docs/lsp-protocol.md``). The supervisor keeps one server per
+        ``language`` per sandbox (a new one replaces the old) and kills the server's process group
+        when the stream closes. Raises ``SandboxNotRunning`` like :meth:`helper`."""
+        return self.open_stream(ref, [*HELPER_ARGV[:-1], "lsp", language, "--", *argv], workdir="/workspace")
+
     def listening_ports(self, ref: SandboxRef) -> PortsReport:
         """The TCP ports listening inside a running sandbox, read from its ``/proc/net/tcp{,6}``
         by the helper, with the owning process where it can be seen, except the tunnel's egress
