@@ -20,6 +20,9 @@ export class Editors {
     this.emptyEl = emptyEl;
     this.open = new Map(); // path -> {model, etag, savedVersion, viewState, tab}
     this.active = null;
+    // What happens to the open files, for the language servers (lsp.js): "open" {path, model},
+    // "close" {path, model} (before the model is disposed), "save" {path}, "move" {from, to}.
+    this.events = new EventTarget();
     this.editor = monaco.editor.create(host, {
       automaticLayout: true,
       minimap: { enabled: false },
@@ -43,6 +46,8 @@ export class Editors {
     this.showEmpty();
   }
 
+  emit(name, detail) { this.events.dispatchEvent(new CustomEvent(name, { detail })); }
+
   setTheme(theme) { this.monaco.editor.setTheme(theme === "light" ? "vs" : "vs-dark"); }
 
   dirtyPaths() { return [...this.open.keys()].filter((path) => this.isDirty(path)); }
@@ -58,7 +63,7 @@ export class Editors {
     this.editor.getDomNode().style.visibility = empty ? "hidden" : "visible";
   }
 
-  async openFile(path, line) {
+  async openFile(path, line, column = 1) {
     if (!this.open.has(path)) {
       let file;
       try {
@@ -77,18 +82,32 @@ export class Editors {
         return;
       }
       const uri = this.monaco.Uri.parse(`file:///workspace/${path.split("/").map(encodeURIComponent).join("/")}`);
-      const existing = this.monaco.editor.getModel(uri);
-      if (existing) existing.dispose();
-      const model = this.monaco.editor.createModel(file.content, undefined, uri);
-      const tab = this.makeTab(path);
-      this.open.set(path, { model, etag: file.etag, savedVersion: model.getAlternativeVersionId(), tab });
+      // A model may be there already without a tab: the language servers' peek views (references)
+      // read other files into models. Reuse it, with the text on disk, rather than pull it away
+      // from under a view that shows it.
+      // (Opened meanwhile, by a second click while this one read the file: that tab stays.)
+      if (!this.open.has(path)) {
+        let model = this.monaco.editor.getModel(uri);
+        if (model && this.pathOfModel(model)) { model.dispose(); model = null; } // a moved tab's: as before
+        if (model && model.getValue() !== file.content) model.setValue(file.content);
+        if (!model) model = this.monaco.editor.createModel(file.content, undefined, uri);
+        const tab = this.makeTab(path);
+        this.open.set(path, { model, etag: file.etag, savedVersion: model.getAlternativeVersionId(), tab });
+        this.emit("open", { path, model });
+      }
     }
     this.activate(path);
     if (line) {
       this.editor.revealLineInCenter(line);
-      this.editor.setPosition({ lineNumber: line, column: 1 });
+      this.editor.setPosition({ lineNumber: line, column });
     }
     this.editor.focus();
+  }
+
+  // The path of the tab that shows this model (a model keeps its first uri when its file moves).
+  pathOfModel(model) {
+    for (const [path, entry] of this.open) if (entry.model === model) return path;
+    return null;
   }
 
   makeTab(path) {
@@ -150,6 +169,7 @@ export class Editors {
       entry.etag = saved.etag;
       entry.savedVersion = version;
       this.refreshTab(path);
+      this.emit("save", { path });
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.code === "conflict") return this.resolveConflict(path);
@@ -233,8 +253,9 @@ export class Editors {
       if (choice === "save" && !(await this.save(path))) return;
     }
     entry.tab.remove();
-    entry.model.dispose();
     this.open.delete(path);
+    this.emit("close", { path, model: entry.model });
+    entry.model.dispose();
     if (this.active === path) {
       this.active = null;
       const next = [...this.open.keys()].pop();
@@ -255,6 +276,7 @@ export class Editors {
         entry.tab.querySelector(".tab-label").textContent = next.split("/").pop();
         entry.tab.querySelector(".file-icon").replaceWith(fileIcon(next.split("/").pop()));
         if (this.active === path) this.active = next;
+        this.emit("move", { from: path, to: next });
       }
     }
   }

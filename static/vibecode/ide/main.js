@@ -4,6 +4,7 @@ import { ApiError, sessionApi } from "./api.js";
 import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
+import { LanguageIntelligence } from "./lsp.js";
 import { Ports } from "./ports.js";
 import { bindTabKeys } from "./tab-keys.js";
 import { RunPanel } from "./run.js";
@@ -101,6 +102,7 @@ function showPanel(name) {
   $("panel-terminals").hidden = name !== "terminals";
   $("panel-output").hidden = name !== "output";
   $("panel-ports").hidden = name !== "ports";
+  $("panel-problems").hidden = name !== "problems";
   if (name === "terminals") terminals.fitAll();
 }
 
@@ -164,6 +166,7 @@ let searchPanel;
 let quickOpen;
 let settings;
 let workbench;
+let lsp;
 
 // The editor settings' theme goes through theme.js, which Monaco and xterm follow (onChange).
 function applyTheme(next) {
@@ -191,6 +194,12 @@ async function start() {
   runPanel = new RunPanel({
     base: files.base, onShow: () => showPanel("output"),
     els: { summary: $("output-summary"), output: $("output-text"), stop: $("run-stop"), form: $("run-input-form"), input: $("run-input"), run: $("run-button") },
+  });
+  // Language servers in the sandbox (lsp.js): before any tab opens, so that it sees them all.
+  lsp = new LanguageIntelligence({
+    monaco, editors, files, sessionId: data.sessionId, servers: data.languageServers, statusEl: $("status-lsp"),
+    problems: { list: $("problems-list"), summary: $("problems-summary"), count: $("problems-count") },
+    onShowProblems: () => showPanel("problems"),
   });
   explorer = new Explorer({ files, host: $("tree"), editors });
   let refreshTimer = null;
