@@ -1194,6 +1194,19 @@ export class LanguageIntelligence {
       }
       if (!on) for (const model of this.monaco.editor.getModels()) this.monaco.editor.setModelMarkers(model, language, []);
     }
+    // A validation the worker had started before still lands its markers: take those away too.
+    if (this.builtinsOff.size && !this.markerWatch) {
+      this.markerWatch = this.monaco.editor.onDidChangeMarkers((uris) => {
+        for (const owner of this.builtinsOff) {
+          for (const uri of uris) {
+            const model = this.monaco.editor.getModel(uri);
+            if (model && this.monaco.editor.getModelMarkers({ owner, resource: uri }).length) {
+              this.monaco.editor.setModelMarkers(model, owner, []);
+            }
+          }
+        }
+      });
+    }
   }
 
   // --- status bar --------------------------------------------------------------------------------
