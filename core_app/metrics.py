@@ -50,3 +50,11 @@ PREVIEW_REQUESTS = Counter(
     "Requests and WebSockets for preview origins, by outcome (ok, refused_403, not_listening...).",
     ["kind", "outcome"],
 )
+OPEN_LANGUAGE_SERVERS = Gauge(
+    "vibecode_open_language_servers", "Language server WebSockets open in this process.", ["language"]
+)
+LANGUAGE_SERVER_ENDS = Counter(
+    "vibecode_language_server_ends_total",
+    "Language server bridges that ended from the sandbox's side, by why (exited, replaced, broken...).",
+    ["language", "reason"],
+)

@@ -21,6 +21,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from core_app.errors import DomainError
+from lsp_app.servers import language_servers_for_page
 from sessions_app import selectors, services
 from sessions_app.errors import SessionNotFound, SessionRunning
 from sessions_app.models import Session
@@ -163,5 +164,7 @@ def ide(request: AuthenticatedHttpRequest, session: Session) -> HttpResponse:
         else None,
         "idleTimeoutMinutes": selectors.quota_for(user_id=session.owner_id).idle_timeout_minutes,
         "username": request.user.get_username(),
+        # Which file endings have a language server in the sandbox (static/vibecode/ide/lsp.js).
+        "languageServers": language_servers_for_page(),
     }
     return render(request, "sessions/ide.html", {"session": session, "ide_data": data})

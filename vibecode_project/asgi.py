@@ -14,8 +14,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from lsp_app.routing import websocket_urlpatterns as lsp_urlpatterns  # noqa: E402
 from preview_app.proxy import PreviewRouter  # noqa: E402
-from terminal_app.routing import websocket_urlpatterns  # noqa: E402
+from terminal_app.routing import websocket_urlpatterns as terminal_urlpatterns  # noqa: E402
 from terminal_app.security import AuditedOriginValidator  # noqa: E402
 
 # Preview hosts (<port>-<session>.<VIBECODE_PREVIEW_DOMAIN>) go to the sandbox before anything of
@@ -27,7 +28,7 @@ application = PreviewRouter(
             # A WebSocket from a page of another origin (or with no Origin at all) is refused at the
             # handshake: this server's own hosts and the configured CORS origins are the allowed ones.
             "websocket": AuditedOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+                AuthMiddlewareStack(URLRouter([*terminal_urlpatterns, *lsp_urlpatterns])),
                 [*settings.ALLOWED_HOSTS, *settings.CORS_ALLOWED_ORIGINS],
             ),
         }

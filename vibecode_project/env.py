@@ -8,7 +8,9 @@ silently read as false. (healthchecks ``hc/settings.py`` does the same with ``en
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -89,4 +91,18 @@ def env_rate(name: str, default: str) -> str:
     count, _, period = value.partition("/")
     if not count.isdigit() or period not in {"s", "m", "h", "d"}:
         raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 100/m (units: s, m, h, d).")
+    return value
+
+
+def env_json(name: str, default: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object; unset or empty means the default. Its shape is the reader's to check."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object.")
     return value

@@ -12,6 +12,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from csp.constants import NONCE as CSP_NONCE
@@ -22,6 +23,7 @@ from vibecode_project.env import (
     env_choice,
     env_float,
     env_int,
+    env_json,
     env_list,
     env_networks,
     env_rate,
@@ -80,6 +82,7 @@ INSTALLED_APPS = [
     "assistant_app",
     "preview_app",
     "egress_app",
+    "lsp_app",
 ]
 
 MIDDLEWARE = [
@@ -432,6 +435,33 @@ VIBECODE_MAX_TERMINALS_PER_USER = env_int("VIBECODE_MAX_TERMINALS_PER_USER", 16,
 # a dozen terminals and reconnects them after a dropped network.
 VIBECODE_RATE_TERMINAL_USER = env_rate("VIBECODE_RATE_TERMINAL_USER", "120/m")
 VIBECODE_RATE_TERMINAL_IP = env_rate("VIBECODE_RATE_TERMINAL_IP", "240/m")
+
+# --- Language servers (docs/lsp-protocol.md) ----------------------------------------------------
+
+# The language servers in the sandbox image, by the id the editor asks for: a label, the file
+# endings they serve, and argv (an absolute program path: the sandbox's PATH is the user's).
+# VIBECODE_LSP_SERVERS, a JSON object of the same shape, replaces the table (README: adding a
+# language server).
+VIBECODE_LSP_SERVERS: dict[str, dict[str, Any]] = env_json(
+    "VIBECODE_LSP_SERVERS",
+    {
+        "python": {"label": "Python", "extensions": ["py", "pyi"], "argv": ["/usr/bin/pylsp"]},
+        "typescript": {
+            "label": "TypeScript",
+            "extensions": ["ts", "tsx", "js", "jsx", "mjs", "cjs", "mts", "cts"],
+            "argv": [
+                "/usr/bin/node",
+                "/opt/vibecode/lsp/node_modules/typescript-language-server/lib/cli.mjs",
+                "--stdio",
+            ],
+        },
+    },
+)
+# A language server connection with no message from the editor for this long is closed and its
+# server stopped (the editor starts it again on the next edit).
+VIBECODE_LSP_IDLE_SECONDS = env_int("VIBECODE_LSP_IDLE_SECONDS", 900, minimum=5)
+# The largest JSON-RPC message either way (daphne refuses WebSocket messages over 1 MiB anyway).
+VIBECODE_LSP_MAX_MESSAGE_BYTES = env_int("VIBECODE_LSP_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=64 * 1024)
 
 # --- AI assistant ------------------------------------------------------------------------------
 
