@@ -164,7 +164,8 @@ class Connection {
     this.language = language;
     this.label = label;
     this.state = "off"; // starting | ready | restarting | error | off
-    this.detail = ""; // why, for the status bar's title
+    this.detail = ""; // why, a sentence for the status bar's title
+    this.lastError = ""; // the bridge's {"vibecode": "error"} message on this connection
     this.dormant = null; // "idle" | "replaced" | "stopped": waits for use (or, stopped, for good)
     this.ws = null;
     this.timer = null;
@@ -222,6 +223,7 @@ class Connection {
   connect() {
     clearTimeout(this.timer);
     this.timer = null;
+    this.lastError = "";
     const starting = this.failures >= FAILURES_BEFORE_UNAVAILABLE ? "error" : this.everReady ? "restarting" : "starting";
     this.setState(starting);
     let ws;
@@ -256,7 +258,7 @@ class Connection {
 
   control(message) {
     if (message.vibecode === "ready") this.initialize();
-    else if (message.vibecode === "error") this.detail = message.message || message.code || "";
+    else if (message.vibecode === "error") this.lastError = String(message.message || message.code || "");
   }
 
   async initialize() {
@@ -266,7 +268,11 @@ class Connection {
       result = await this.request("initialize", this.lsp.initializeParams(), { timeout: INITIALIZE_TIMEOUT_MS });
     } catch (error) {
       // No answer: drop this connection; closed() retries as for a server that died.
-      if (this.ws === ws && ws) { this.detail = `it did not initialize (${error.message})`; ws.close(4000); this.closed({ code: 4500 }); }
+      if (this.ws === ws && ws) {
+        this.lastError = `It did not answer "initialize" (${error.message}).`;
+        ws.close(4000);
+        this.closed({ code: 4500 });
+      }
       return;
     }
     if (this.ws !== ws) return;
@@ -285,19 +291,20 @@ class Connection {
     this.pending.clear();
     this.lsp.connectionLost(this);
     const code = event.code;
+    const said = this.lastError;
     if (code === 4409 || code === 4410) {
       this.dormant = "stopped";
-      this.setState("error", code === 4409 ? "the workspace is not running" : "the workspace was stopped");
+      this.setState("error", said || "The workspace is not running.");
       return;
     }
     if (code === 4408) {
       this.dormant = "idle";
-      this.setState("off", "it was stopped after a long time without edits; it starts again when you edit");
+      this.setState("off", `${said || "It was stopped after a long time without edits."} It starts again when you edit.`);
       return;
     }
     if (code === 4001) {
       this.dormant = "replaced";
-      this.setState("off", "another browser tab of this workspace uses it; it comes back here when you edit or click");
+      this.setState("off", `${said || "Another tab of this workspace uses it."} It comes back here when you edit or click.`);
       return;
     }
     if (code === 4400 || code === 4413) console.warn(`${this.label} language server: the bridge refused a frame (${code})`);
@@ -308,7 +315,7 @@ class Connection {
     const delay = Math.min(RETRY_FIRST_MS * 2 ** this.retries, RETRY_MAX_MS);
     this.retries += 1;
     const state = this.failures >= FAILURES_BEFORE_UNAVAILABLE ? "error" : this.everReady ? "restarting" : "starting";
-    this.setState(state, this.detail || (code === 4429 ? "too many connections" : ""));
+    this.setState(state, said || (code === 1006 ? "The connection to it could not be made or was lost." : `It ended (${code}).`));
     this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delay);
   }
 
@@ -647,7 +654,7 @@ export class LanguageIntelligence {
       const path = pathOfUri(params.uri);
       if (path) this.publish(path, Array.isArray(params.diagnostics) ? params.diagnostics : []);
     } else if (method === "$/vibecode/exited") {
-      conn.detail = `it exited${params && params.code != null ? ` with code ${params.code}` : ""}`;
+      conn.lastError = `It exited${params && params.code != null ? ` with code ${params.code}` : ""}.`;
     } else if (method === "window/showMessage" && params && params.type === 1) {
       console.warn(`${conn.label} language server: ${params.message}`);
     }
@@ -1227,31 +1234,31 @@ export class LanguageIntelligence {
       return;
     }
     const label = conn.label;
-    const why = conn.detail ? ` (${conn.detail})` : "";
+    const detail = conn.detail ? ` ${conn.detail}` : "";
     let text;
     let title;
     switch (conn.state) {
       case "ready":
         text = `${label} ✓`;
-        title = `The ${label} language server is running in the workspace: completion, hover, go to definition (F12), references (Shift+F12), rename (F2), formatting (Shift+Alt+F) and the Problems panel. Click for the Problems panel.`;
+        title = `The ${label} language server runs in the workspace: completion, hover, go to definition (F12), references (Shift+F12), rename (F2), formatting (Shift+Alt+F) and the Problems panel. Click for the Problems panel.`;
         break;
       case "starting":
         text = `${label}: starting…`;
-        title = `Starting the ${label} language server in the workspace${why}.`;
+        title = `Starting the ${label} language server in the workspace.${detail}`;
         break;
       case "restarting":
         text = `${label}: restarting…`;
-        title = `The ${label} language server stopped${why}; starting it again.`;
+        title = `The ${label} language server stopped; starting it again.${detail}`;
         break;
       case "error":
         text = `${label}: unavailable`;
         title = conn.dormant === "stopped"
-          ? `The ${label} language server is off: ${conn.detail}.`
-          : `The ${label} language server is unavailable${why}. VibeCode keeps trying; click to try now. Meanwhile the editor works without it.`;
+          ? `No ${label} language server.${detail}`
+          : `The ${label} language server is unavailable.${detail} VibeCode keeps trying; click to try now. The editor works without it meanwhile.`;
         break;
       default:
         text = conn.dormant === "replaced" ? `${label}: in another tab` : `${label}: idle`;
-        title = `The ${label} language server is not connected: ${conn.detail || "it starts when you edit"}. Click to start it.`;
+        title = `The ${label} language server is not connected.${detail} Click to start it.`;
     }
     if (doc && doc.tooBig) title += ` ${doc.path} is larger than ${Math.round(MAX_DOCUMENT_BYTES / 1024)} KB: language features are off for it.`;
     el.hidden = false;
