@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS, REPO_ROOT
 from tests.e2e.conftest import create_session_via_api, csrf, new_file, open_ide, wait_for_terminal_text
+from tests.e2e.test_accessibility import serious_violations, set_scheme, use_axe
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -203,7 +204,7 @@ def test_python_completion_offers_a_module_member_and_hover_shows_documentation(
     expect(entry).to_have_attribute("data-path", "main.py")
     expect(entry).to_have_attribute("data-line", "3")
     expect(page.locator("[data-testid=problems-count]")).to_have_text("1")
-    set_cursor(page, 2, 1)
+    set_cursor(page, 4, 1)
     page.keyboard.type("os.pa")
     expect_suggestion(page, "path")
     page.screenshot(path=str(ARTIFACTS / "lsp.png"))
@@ -217,13 +218,12 @@ def test_a_syntax_error_shows_a_squiggle_and_a_problem_within_two_seconds(signed
     url = daphne_server.url
     session_id = create_session_via_api(page, url, "lsp-syntax")
     put_file(page, url, session_id, "calc.py", "def total(values):\n    return sum(values)\n")
+    use_axe(page)
     open_ide(page, url, session_id)
     open_from_tree(page, "calc.py")
     server_ready(page)
     page.click("[data-testid=panel-problems]")
-    expect(page.locator("[data-testid=problems-summary]")).to_have_text(
-        "No problems found in the open files.", timeout=WAIT_MS
-    )
+    expect(page.locator("[data-testid=problems-summary]")).to_have_text("No problems found.", timeout=WAIT_MS)
     # The server has the file (it answers about it) before the error is typed.
     expect(page.locator(".squiggly-error")).to_have_count(0)
 
@@ -242,6 +242,11 @@ def test_a_syntax_error_shows_a_squiggle_and_a_problem_within_two_seconds(signed
     expect(entry).to_have_attribute("data-path", "calc.py")
     expect(page.locator("[data-testid=problems-count]")).to_have_text("1")
     expect(page.locator("[data-testid=panel-problems]")).to_contain_text("1")
+
+    # The panel with an entry reads well in both themes (axe: no serious or critical violation).
+    for scheme in ("dark", "light"):
+        set_scheme(page, scheme)
+        assert serious_violations(page, f"problems-{scheme}") == [], scheme
 
     # Clicking the entry, or Enter on it, puts the cursor on the problem.
     set_cursor(page, 1, 1)
@@ -292,8 +297,9 @@ def test_f12_opens_the_definition_in_another_file_and_f2_renames_it_in_both_file
     server_ready(page)
     set_cursor(page, *GREET_USE)
     page.keyboard.press("F2")
-    rename_input = page.locator(".rename-box input, .rename-box .rename-input").first
-    expect(rename_input).to_be_visible(timeout=WAIT_MS)
+    rename_input = page.locator(".rename-box .rename-input")
+    # Keys go to the box once it has the focus (before, they would edit the file and cancel it).
+    expect(rename_input).to_be_focused(timeout=WAIT_MS)
     page.keyboard.press("Control+a")
     page.keyboard.type("welcome")
     page.keyboard.press("Enter")

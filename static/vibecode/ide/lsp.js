@@ -456,7 +456,7 @@ class ProblemsView {
     const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
     let text = total
       ? [plural(counts[1], "error"), plural(counts[2], "warning"), counts[3] ? plural(counts[3], "info") : null].filter(Boolean).join(", ")
-      : "No problems found in the open files.";
+      : "No problems found.";
     if (total > PROBLEMS_SHOWN) text += `. The first ${PROBLEMS_SHOWN} are listed.`;
     if (this.summary.textContent !== text) this.summary.textContent = text;
 
