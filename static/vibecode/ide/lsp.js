@@ -4,7 +4,10 @@
 //
 // A small LSP client of our own rather than monaco-languageclient: that one needs the VS Code API
 // shim (@codingame/monaco-vscode-api) and a bundler, and this page has neither (plain ES modules,
-// Monaco through its AMD loader). What Monaco needs from a server is a few hundred lines.
+// Monaco through its AMD loader). Monaco 0.57's experimental monaco.lsp.MonacoLspClient takes a
+// bare transport and syncs every model Monaco has (diff and peek models too); it has no place for
+// the bridge's control frames and close codes (restart, re-open, idle, another tab), nor for
+// saving a rename's files through our etags. What Monaco needs from a server fits in this file.
 //
 // * One connection per language (python, typescript...), opened when the first file of that
 //   language opens; `initialize`, `initialized`, then didOpen for each open file of it. Full text
@@ -299,12 +302,12 @@ class Connection {
     }
     if (code === 4408) {
       this.dormant = "idle";
-      this.setState("off", `${said || "It was stopped after a long time without edits."} It starts again when you edit.`);
+      this.setState("off", `${said || "It was stopped after a long time without edits."} It starts again when you edit, or click here.`);
       return;
     }
     if (code === 4001) {
       this.dormant = "replaced";
-      this.setState("off", `${said || "Another tab of this workspace uses it."} It comes back here when you edit or click.`);
+      this.setState("off", `${said || "Another tab of this workspace uses it."} It comes back to this tab when you edit here, or click here.`);
       return;
     }
     if (code === 4400 || code === 4413) console.warn(`${this.label} language server: the bridge refused a frame (${code})`);
@@ -1258,7 +1261,7 @@ export class LanguageIntelligence {
         break;
       default:
         text = conn.dormant === "replaced" ? `${label}: in another tab` : `${label}: idle`;
-        title = `The ${label} language server is not connected.${detail} Click to start it.`;
+        title = `The ${label} language server is not connected.${detail}`;
     }
     if (doc && doc.tooBig) title += ` ${doc.path} is larger than ${Math.round(MAX_DOCUMENT_BYTES / 1024)} KB: language features are off for it.`;
     el.hidden = false;
