@@ -1089,11 +1089,13 @@ export class LanguageIntelligence {
   async rename(conn, model, pos, newName, token) {
     try {
       if (!this.docFor(model)) return { edits: [], rejectReason: `The ${conn.label} language server is not ready.` };
+      // The open files' text as the server has it: one edited meanwhile is not touched.
+      const versions = new Map([...this.editors.open].map(([path, entry]) => [path, entry.model.getVersionId()]));
       const edit = await conn.request("textDocument/rename", {
         textDocument: { uri: this.docs.get(model).uri }, position: toLspPosition(pos), newName,
       }, { token, timeout: 30000 });
       if (!edit) return { edits: [], rejectReason: "Nothing to rename here." };
-      await this.applyWorkspaceEdit(edit, `Renamed to ${newName}`);
+      await this.applyWorkspaceEdit(edit, `Renamed to ${newName}`, versions);
       return { edits: [] };
     } catch (error) {
       return { edits: [], rejectReason: `Rename failed: ${error.message || error}` };
@@ -1103,7 +1105,7 @@ export class LanguageIntelligence {
   // Open files: edited in their models (one undo step) and saved through Editors.save, so a file
   // changed on disk meanwhile gets the conflict dialog. Other files: read with their etag, edited,
   // and saved with that etag: a file changed since is reported, never overwritten.
-  async applyWorkspaceEdit(edit, summary) {
+  async applyWorkspaceEdit(edit, summary, versions = new Map()) {
     const byUri = new Map();
     const add = (uri, edits) => { if (!byUri.has(uri)) byUri.set(uri, []); byUri.get(uri).push(...(edits || [])); };
     let skipped = 0;
@@ -1125,6 +1127,7 @@ export class LanguageIntelligence {
       const entry = this.editors.open.get(path);
       if (entry) {
         const model = entry.model;
+        if (versions.has(path) && versions.get(path) !== model.getVersionId()) { conflicts.push(path); continue; }
         model.pushStackElement();
         model.pushEditOperations([], edits.map((e) => ({ range: toRange(e.range), text: e.newText })), () => null);
         model.pushStackElement();
@@ -1142,7 +1145,7 @@ export class LanguageIntelligence {
       }
     }
     let text = `${summary} in ${changed.length} file${changed.length === 1 ? "" : "s"}.`;
-    if (conflicts.length) text += ` Changed on disk meanwhile, not touched: ${conflicts.join(", ")}.`;
+    if (conflicts.length) text += ` Changed meanwhile, not touched: ${conflicts.join(", ")}.`;
     if (failed.length) text += ` Not done: ${failed.join(", ")}.`;
     if (skipped) text += ` ${skipped} file operation(s) skipped.`;
     toast(text, conflicts.length || failed.length ? "error" : "success", conflicts.length || failed.length ? 10000 : 4000);
