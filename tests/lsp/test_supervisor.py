@@ -393,6 +393,28 @@ def test_the_helpers_sweeps_leave_language_servers_alone(session, open_server):
     assert completes_os_path(pylsp)
 
 
+def test_under_gvisor_too(alice, sandboxes, settings):
+    settings.VIBECODE_SANDBOX_RUNTIME = "runsc"
+    session = services.session_create(user=alice)
+    ref = session_ref(session)
+    first = LspClient(get_runtime().open_language_server(ref, language="python", argv=PYLSP))
+    second = None
+    try:
+        first.initialize()
+        assert completes_os_path(first)
+        second = LspClient(get_runtime().open_language_server(ref, language="python", argv=PYLSP))
+        assert first.wait_end(timeout=15)[-1]["method"] == "$/vibecode/replaced"
+        second.initialize()
+        [pid] = pylsp_pids(session)
+        tenant(session, f"kill -9 {pid}")
+        assert second.wait_end(timeout=10)[-1]["params"] == {"code": 137}
+        wait_for(lambda: not supervisor_pids(session), timeout=5, what="the supervisor to end")
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
 # --- what the supervisor adds: file changes and settings -----------------------------------------
 
 
