@@ -2040,7 +2040,8 @@ def tunnel(egress_port):
 # children.
 
 LSP_LOCK_DIR = "/tmp/vibecode-lsp"
-# <language>.json in the image: the settings sent to the server as workspace/didChangeConfiguration.
+# <language>.json in the image: the server's defaults, laid under what the editor sends (see
+# ``lsp_defaults``).
 LSP_SETTINGS_DIR = "/opt/vibecode/lsp/settings"
 LSP_MAX_HEADER = 8 * 1024
 LSP_MAX_MESSAGE = 64 * 1024 * 1024  # well over the backend's own cap: only a bound on memory here
@@ -2050,6 +2051,9 @@ LSP_WATCH_SECONDS = 2.0
 LSP_WATCH_MAX_ENTRIES = 20000
 LSP_WATCH_SKIP = {".git", "node_modules", "__pycache__", ".venv", "venv", ".mypy_cache", ".home"}
 LSP_CREATED, LSP_CHANGED, LSP_DELETED = 1, 2, 3  # LSP's FileChangeType
+# The editor's messages that get the image's defaults (``lsp_defaults``) laid under a field of
+# their params; the defaults' key is the field's name.
+LSP_DEFAULTED = {"initialize": "initializationOptions", "workspace/didChangeConfiguration": "settings"}
 
 
 class LspReader:
@@ -2137,13 +2141,20 @@ def lsp_lock(language):
         time.sleep(0.05)
 
 
-def lsp_settings(language):
+def lsp_defaults(language):
+    """The image's defaults for a language's server, from ``LSP_SETTINGS_DIR/<language>.json``:
+    ``initializationOptions`` go under the editor's own in ``initialize``; ``settings`` are sent
+    as workspace/didChangeConfiguration right after ``initialized``, and go under the editor's own
+    in any later one (pylsp replaces its settings with each, rather than merging). No file, or
+    not an object: nothing."""
     try:
         with open(f"{LSP_SETTINGS_DIR}/{language}.json", "rb") as handle:
-            settings = json.loads(handle.read(64 * 1024))
+            defaults = json.loads(handle.read(64 * 1024))
     except (OSError, ValueError):
-        return None
-    return settings if isinstance(settings, dict) else None
+        return {}
+    if not isinstance(defaults, dict):
+        return {}
+    return {key: value for key, value in defaults.items() if isinstance(value, dict)}
 
 
 def merged(base, over):
@@ -2231,7 +2242,7 @@ def lsp(language, argv):
         return
     done = queue.SimpleQueue()  # why the supervisor ends: the first reason put here
     signal.signal(signal.SIGTERM, lambda *_: done.put("replaced"))
-    settings = lsp_settings(language)
+    defaults = lsp_defaults(language)
     out_lock, server_lock = threading.Lock(), threading.Lock()
     closing = [False]
     initialized = threading.Event()
@@ -2290,22 +2301,23 @@ def lsp(language, argv):
             if body is None:
                 done.put("closed")
                 return
-            if settings is not None and b"didChangeConfiguration" in body:
-                # The image's settings stay under the editor's own (pylsp replaces, not merges).
+            # Only the few messages that can concern the supervisor are decoded ("initialize"
+            # also finds "initialized").
+            method = None
+            if b"initialize" in body or b"didChangeConfiguration" in body:
                 method, message = lsp_method(body)
-                if method == "workspace/didChangeConfiguration" and isinstance(message.get("params"), dict):
-                    given = message["params"].get("settings")
-                    message["params"]["settings"] = merged(settings, given if isinstance(given, dict) else {})
-                    body = message
+                field = LSP_DEFAULTED.get(method)
+                params = message.get("params") if message else None
+                if field in defaults and isinstance(params, dict):
+                    given = params.get(field)
+                    params[field] = merged(defaults[field], given if isinstance(given, dict) else {})
+                    body = json.dumps(message, separators=(",", ":")).encode()
             to_server(body)
-            if not initialized.is_set() and b"initialized" in body and lsp_method(body)[0] == "initialized":
-                if settings is not None:
+            if method == "initialized" and not initialized.is_set():
+                if "settings" in defaults:
+                    params = {"settings": defaults["settings"]}
                     to_server(
-                        {
-                            "jsonrpc": "2.0",
-                            "method": "workspace/didChangeConfiguration",
-                            "params": {"settings": settings},
-                        }
+                        {"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": params}
                     )
                 initialized.set()
 

@@ -312,6 +312,9 @@ def test_typescript_language_server_reports_a_type_error(session, open_server):
     uri = tsls.open("src/main.ts", "typescript", 'const x: number = "a";\n')
     diagnostics = tsls.diagnostics(uri, timeout=90)
     assert any("not assignable to type 'number'" in d["message"] for d in diagnostics), diagnostics
+    # The image's initializationOptions: one tsserver, and no typings installer.
+    scripts = [p[2].rsplit("/", 1)[-1] for p in processes(session) if p[1] == "/usr/bin/node"]
+    assert sorted(scripts) == ["cli.mjs", "tsserver.js"], scripts
 
     other = tsls.open("src/other.ts", "typescript", "console.lo")
     position = {"line": 0, "character": 10}
@@ -473,7 +476,7 @@ def test_files_changed_on_disk_reach_the_server_once_it_is_initialized(session, 
     assert first_watch > next(i for i, m in enumerate(server.seen) if echo_of("initialized")(m))
 
 
-def test_the_images_settings_go_to_the_server_under_the_editors_own(session, open_server):
+def test_the_images_settings_go_to_pylsp_under_the_editors_own(session, open_server):
     # The echo server stands in for pylsp, so the test sees what pylsp would be sent.
     workspace_write(session=session, path="tools/echo_lsp.py", content=ECHO_SERVER.encode())
     server = open_server("python", ECHO)
@@ -493,6 +496,25 @@ def test_the_images_settings_go_to_the_server_under_the_editors_own(session, ope
     plugins = sent["params"]["params"]["settings"]["pylsp"]["plugins"]
     assert plugins["pycodestyle"] == {"enabled": True, "maxLineLength": 100}
     assert plugins["mccabe"] == {"enabled": False}
+
+
+def test_the_images_initialization_options_go_to_typescript_under_the_editors_own(session, open_server):
+    workspace_write(session=session, path="tools/echo_lsp.py", content=ECHO_SERVER.encode())
+    server = open_server("typescript", ECHO)
+    given = {"tsserver": {"logVerbosity": "off"}, "preferences": {"quoteStyle": "single"}}
+    server.request("initialize", {"processId": None, "capabilities": {}, "initializationOptions": given})
+    sent = server.wait(echo_of("initialize"), 10, "the echo of initialize")
+    assert sent["params"]["params"]["initializationOptions"] == {
+        "disableAutomaticTypingAcquisition": True,
+        "tsserver": {"useSyntaxServer": "never", "logVerbosity": "off"},
+        "preferences": {"quoteStyle": "single"},
+    }
+    server.notify("initialized", {})
+    server.wait(echo_of("initialized"), 10, "the echo of initialized")
+    server.notify("workspace/didChangeConfiguration", {"settings": {"typescript": {}}})
+    sent = server.wait(echo_of("workspace/didChangeConfiguration"), 10, "the editor's settings")
+    assert sent["params"]["params"] == {"settings": {"typescript": {}}}  # no settings of the image's
+    assert len([m for m in server.seen if echo_of("workspace/didChangeConfiguration")(m)]) == 1
 
 
 # --- hostile servers -----------------------------------------------------------------------------
