@@ -2131,13 +2131,19 @@ def lsp_lock(language):
         if waited > LSP_LOCK_GIVE_UP_SECONDS:
             os.close(fd)
             return None
-        if not told or (not killed and waited > LSP_TAKEOVER_SECONDS):
-            for pid in holders if told else holders[:1]:
-                try:
-                    os.killpg(pid, signal.SIGKILL if told else signal.SIGTERM)
-                except OSError:
-                    pass
-            killed, told = told, True
+        if not told:
+            told = True
+            victims, how = holders[:1], signal.SIGTERM  # the supervisor: it kills its server
+        elif not killed and waited > LSP_TAKEOVER_SECONDS:
+            killed = True
+            victims, how = holders, signal.SIGKILL  # the supervisor and its server
+        else:
+            victims = []
+        for pid in victims:
+            try:
+                os.killpg(pid, how)
+            except OSError:
+                pass
         time.sleep(0.05)
 
 

@@ -345,6 +345,23 @@ def test_a_second_server_for_a_language_replaces_the_first(session, open_server)
     assert other_language.request("shutdown", {}) is None
 
 
+def test_a_supervisor_that_does_not_let_go_is_killed_after_two_seconds(session, open_server):
+    first = open_server("python", PYLSP)
+    first.initialize()
+    [stuck] = supervisor_pids(session)
+    [first_server] = pylsp_pids(session)
+    tenant(session, f"kill -STOP {stuck}")  # deaf to the SIGTERM it is sent
+
+    started = time.monotonic()
+    second = open_server("python", PYLSP)
+    second.initialize()
+    assert 2 <= time.monotonic() - started < 15
+    first.wait_end(timeout=10)  # killed, with no word
+    [server] = pylsp_pids(session)
+    assert server != first_server
+    assert supervisor_pids(session) != [stuck]
+
+
 def test_closing_the_stream_leaves_no_process_behind(session, open_server):
     before = {p[0] for p in processes(session)}
     pylsp = open_server("python", PYLSP)
