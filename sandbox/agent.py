@@ -2025,6 +2025,373 @@ def tunnel(egress_port):
             emit({"id": 0, "beat": True})
 
 
+# --- lsp mode: one language server per language, behind a supervisor ----------------------------
+#
+# Started as ``... lsp LANGUAGE -- ARGV...`` by the runtime's ``open_language_server``; the contract
+# is docs/lsp-protocol.md ("In the sandbox: the supervisor"). This process's stdin and stdout carry
+# LSP's Content-Length framing to and from the backend, and the server gets the same on its pipes.
+# Both directions are parsed into whole messages, so what the supervisor adds itself (file changes
+# and settings for the server, ``$/vibecode/...`` notices for the backend) never lands inside
+# another message. Threads: one per direction, the file watcher, and one waiting for the server;
+# the main thread starts the server and ends everything.
+#
+# The server is not a run: no run marker, not a child of any helper. The helper's sweeps (orphans
+# of runs, runs of dead helpers) never see it, and this mode never sweeps anything but its own
+# children.
+
+LSP_LOCK_DIR = "/tmp/vibecode-lsp"
+# <language>.json in the image: the server's defaults, laid under what the editor sends (see
+# ``lsp_defaults``).
+LSP_SETTINGS_DIR = "/opt/vibecode/lsp/settings"
+LSP_MAX_HEADER = 8 * 1024
+LSP_MAX_MESSAGE = 64 * 1024 * 1024  # well over the backend's own cap: only a bound on memory here
+LSP_TAKEOVER_SECONDS = 2.0  # a supervisor told to stop that still holds the lock then is killed
+LSP_LOCK_GIVE_UP_SECONDS = 20.0
+LSP_WATCH_SECONDS = 2.0
+LSP_WATCH_MAX_ENTRIES = 20000
+LSP_WATCH_SKIP = {".git", "node_modules", "__pycache__", ".venv", "venv", ".mypy_cache", ".home"}
+LSP_CREATED, LSP_CHANGED, LSP_DELETED = 1, 2, 3  # LSP's FileChangeType
+# The editor's messages that get the image's defaults (``lsp_defaults``) laid under a field of
+# their params; the defaults' key is the field's name.
+LSP_DEFAULTED = {"initialize": "initializationOptions", "workspace/didChangeConfiguration": "settings"}
+
+
+class LspReader:
+    """Whole LSP messages from a pipe: ``read()`` gives the next body, ``None`` at the end, and
+    raises ``ValueError`` when the framing is broken (a header line that is not one, no or a bad
+    Content-Length, a header over LSP_MAX_HEADER or a body over LSP_MAX_MESSAGE)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def _fill(self):
+        chunk = os.read(self.fd, 65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def read(self):
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            if len(self.buffer) > LSP_MAX_HEADER:
+                raise ValueError("header too long")
+            if not self._fill():
+                return None  # ended between messages, or inside a header: either way, the end
+        length = None
+        for line in bytes(self.buffer[:end]).split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise ValueError("not a header line")
+            if name.strip().lower() == b"content-length":
+                value = value.strip()
+                if not value.isdigit() or len(value) > 12:
+                    raise ValueError("bad Content-Length")
+                length = int(value)
+        if length is None or length > LSP_MAX_MESSAGE:
+            raise ValueError("no Content-Length, or too long a message")
+        del self.buffer[: end + 4]
+        while len(self.buffer) < length:
+            if not self._fill():
+                return None  # ended inside a message: what came of it is dropped
+        body = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        return body
+
+
+def lsp_frame(message):
+    body = message if isinstance(message, bytes) else json.dumps(message, separators=(",", ":")).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def lsp_lock(language):
+    """The fd of ``LSP_LOCK_DIR/<language>.lock``, exclusively flocked; ``None`` if it could not
+    be had within LSP_LOCK_GIVE_UP_SECONDS. Its holder is told to stop (SIGTERM to its process
+    group); if it still holds the lock LSP_TAKEOVER_SECONDS later, it and its server's process
+    group are killed (their pids are in the file)."""
+    import fcntl
+
+    os.makedirs(LSP_LOCK_DIR, mode=0o700, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(f"{LSP_LOCK_DIR}/{language}.lock", flags, 0o600)
+    started = time.monotonic()
+    told = killed = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        holders = [int(word) for word in os.pread(fd, 64, 0).split() if word.isdigit() and int(word) > 1]
+        waited = time.monotonic() - started
+        if waited > LSP_LOCK_GIVE_UP_SECONDS:
+            os.close(fd)
+            return None
+        if not told:
+            told = True
+            victims, how = holders[:1], signal.SIGTERM  # the supervisor: it kills its server
+        elif not killed and waited > LSP_TAKEOVER_SECONDS:
+            killed = True
+            victims, how = holders, signal.SIGKILL  # the supervisor and its server
+        else:
+            victims = []
+        for pid in victims:
+            try:
+                os.killpg(pid, how)
+            except OSError:
+                pass
+        time.sleep(0.05)
+
+
+def lsp_defaults(language):
+    """The image's defaults for a language's server, from ``LSP_SETTINGS_DIR/<language>.json``:
+    ``initializationOptions`` go under the editor's own in ``initialize``; ``settings`` are sent
+    as workspace/didChangeConfiguration right after ``initialized``, and go under the editor's own
+    in any later one (pylsp replaces its settings with each, rather than merging). No file, or
+    not an object: nothing."""
+    try:
+        with open(f"{LSP_SETTINGS_DIR}/{language}.json", "rb") as handle:
+            defaults = json.loads(handle.read(64 * 1024))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(defaults, dict):
+        return {}
+    return {key: value for key, value in defaults.items() if isinstance(value, dict)}
+
+
+def merged(base, over):
+    """``over`` laid on ``base``, recursively for objects."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else value
+    return out
+
+
+def lsp_method(body):
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None, None
+    return (message.get("method"), message) if isinstance(message, dict) else (None, None)
+
+
+def lsp_snapshot():
+    """{path under /workspace: (mtime, size, inode)} of its files, links not followed, LSP_WATCH_SKIP
+    folders skipped; and whether it stopped at LSP_WATCH_MAX_ENTRIES (files and folders)."""
+    files = {}
+    seen = 0
+    folders = [""]
+    while folders:
+        rel = folders.pop()
+        try:
+            with os.scandir(f"{ROOT}/{rel}" if rel else ROOT) as listing:
+                entries = sorted(listing, key=lambda e: e.name, reverse=True)
+        except OSError:
+            continue
+        for item in entries:
+            seen += 1
+            if seen > LSP_WATCH_MAX_ENTRIES:
+                return files, True
+            path = f"{rel}/{item.name}" if rel else item.name
+            try:
+                if item.is_dir(follow_symlinks=False):
+                    if item.name not in LSP_WATCH_SKIP:
+                        folders.append(path)
+                    continue
+                info = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            files[path] = (info.st_mtime_ns, info.st_size, info.st_ino)
+    return files, False
+
+
+def lsp_changes(before, after, partial):
+    """FileEvents from one snapshot to the next. When either stopped at the bound, only files
+    seen in both can be told apart: then only changes are reported."""
+    from urllib.parse import quote
+
+    events = []
+    for path, key in after.items():
+        old = before.get(path)
+        if old is None and not partial:
+            events.append((path, LSP_CREATED))
+        elif old is not None and old != key:
+            events.append((path, LSP_CHANGED))
+    if not partial:
+        events += [(path, LSP_DELETED) for path in before if path not in after]
+    # Names that are not UTF-8 go as their bytes, percent-encoded.
+    return [
+        {"uri": "file://" + quote(os.fsencode(f"{ROOT}/{p}"), safe="/"), "type": kind} for p, kind in events
+    ]
+
+
+def lsp(language, argv):
+    valid = language.isascii() and language[:1].isalpha() and len(language) <= 32
+    if not valid or not all(c.isalnum() or c in "_-" for c in language) or language != language.lower():
+        sys.stderr.write(f"lsp: bad language {language!r}\n")
+        return
+    if not argv:
+        sys.stderr.write("lsp: no server to run\n")
+        return
+    try:
+        os.setsid()  # a group of its own, for the SIGTERM of the supervisor that replaces it
+    except OSError:
+        pass  # a group leader already
+    lock_fd = lsp_lock(language)
+    if lock_fd is None:
+        sys.stderr.write(f"lsp: another {language} server would not let go\n")
+        return
+    done = queue.SimpleQueue()  # why the supervisor ends: the first reason put here
+    signal.signal(signal.SIGTERM, lambda *_: done.put("replaced"))
+    defaults = lsp_defaults(language)
+    out_lock, server_lock = threading.Lock(), threading.Lock()
+    closing = [False]
+    initialized = threading.Event()
+
+    def to_backend(message, *, last=False):
+        # The final notice waits a little for a message being written, then goes, or not at all.
+        if not out_lock.acquire(timeout=2 if last else -1):
+            return
+        try:
+            if not closing[0]:
+                closing[0] = last
+                write_all(1, lsp_frame(message))
+        except OSError:
+            done.put("closed")
+        finally:
+            out_lock.release()
+
+    def pids(server_pid=0):
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"{os.getpid()} {server_pid}\n".encode(), 0)
+
+    pids()
+    env = {key: value for key, value in USER_ENV.items() if key != RUN_MARKER}
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_helper,
+        )
+    except OSError as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        to_backend({"jsonrpc": "2.0", "method": "$/vibecode/exited", "params": {"code": code}}, last=True)
+        return
+    pids(proc.pid)
+    server_in = proc.stdin.fileno()
+
+    def to_server(message):
+        with server_lock:
+            try:
+                write_all(server_in, lsp_frame(message))
+            except OSError:
+                pass  # the server is gone; its waiter says so
+
+    def from_editor():
+        reader = LspReader(0)
+        while True:
+            try:
+                body = reader.read()
+            except (OSError, ValueError):
+                body = None
+            if body is None:
+                done.put("closed")
+                return
+            # Only the few messages that can concern the supervisor are decoded ("initialize"
+            # also finds "initialized").
+            method = None
+            if b"initialize" in body or b"didChangeConfiguration" in body:
+                method, message = lsp_method(body)
+                field = LSP_DEFAULTED.get(method)
+                params = message.get("params") if message else None
+                if field in defaults and isinstance(params, dict):
+                    given = params.get(field)
+                    params[field] = merged(defaults[field], given if isinstance(given, dict) else {})
+                    body = json.dumps(message, separators=(",", ":")).encode()
+            to_server(body)
+            if method == "initialized" and not initialized.is_set():
+                if "settings" in defaults:
+                    params = {"settings": defaults["settings"]}
+                    to_server(
+                        {"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": params}
+                    )
+                initialized.set()
+
+    def from_server():
+        reader = LspReader(proc.stdout.fileno())
+        while True:
+            try:
+                body = reader.read()
+            except (OSError, ValueError):
+                done.put("broken")
+                return
+            if body is None:
+                done.put("ended")
+                return
+            to_backend(body)
+
+    def watch():
+        initialized.wait()
+        before, partial = lsp_snapshot()
+        while True:
+            time.sleep(LSP_WATCH_SECONDS)
+            after, truncated = lsp_snapshot()
+            changes = lsp_changes(before, after, partial or truncated)
+            before, partial = after, truncated
+            if changes:
+                params = {"changes": changes}
+                to_server({"jsonrpc": "2.0", "method": "workspace/didChangeWatchedFiles", "params": params})
+
+    def wait_server():
+        proc.wait()
+        done.put("ended")
+
+    reader = threading.Thread(target=from_server, daemon=True)
+    for thread in (reader, threading.Thread(target=from_editor, daemon=True)):
+        thread.start()
+    threading.Thread(target=watch, daemon=True).start()
+    threading.Thread(target=wait_server, daemon=True).start()
+    reason = None
+    while reason is None:
+        try:
+            reason = done.get(timeout=0.5)  # a timeout, so that SIGTERM's handler gets to run
+        except queue.Empty:
+            pass
+    if reason == "ended":  # the server exited (or closed its stdout): its last messages go first
+        reader.join(1.0)
+        try:
+            proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
+    code = proc.returncode
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+    # Anything of the server's that left its process group came back to this subreaper.
+    for _ in range(100):
+        if not _children():
+            break
+        reap_orphans(kill=True)
+    if reason == "replaced":
+        to_backend({"jsonrpc": "2.0", "method": "$/vibecode/replaced"}, last=True)
+    elif reason == "ended":
+        code = proc.returncode if code is None else code
+        code = code if code >= 0 else 128 - code
+        to_backend({"jsonrpc": "2.0", "method": "$/vibecode/exited", "params": {"code": code}}, last=True)
+
+
 def main():
     os.umask(0o022)
     os.chdir("/")
@@ -2036,6 +2403,9 @@ def main():
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if len(sys.argv) >= 2 and sys.argv[1] == "tunnel":
         tunnel(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+        return
+    if len(sys.argv) >= 4 and sys.argv[1] == "lsp" and sys.argv[3] == "--":
+        lsp(sys.argv[2], sys.argv[4:])
         return
     kill_runs_of_dead_helpers()
     serve()

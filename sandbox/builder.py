@@ -5,7 +5,10 @@ Two steps, both needing a Docker engine (start one with ``scripts/dockerd.sh``):
 1. Base image: ``debootstrap --variant=minbase bookworm`` into a scratch directory under
    ``var/build``, then ``tar -C ROOTFS -c . | docker import - BASE``. debootstrap's own
    resolver fails on large package sets (npm), so the base stays minimal.
-2. Sandbox image: ``sandbox/Dockerfile`` built with ``--network host`` and
+2. Language servers: ``npm ci`` in ``sandbox/lsp`` on the host (the build copies
+   ``sandbox/lsp/node_modules`` in: npm cannot reach its registry from inside a build here, behind
+   a TLS-inspecting proxy), skipped while its lockfile has not changed.
+3. Sandbox image: ``sandbox/Dockerfile`` built with ``--network host`` and
    ``--build-arg BASE=<base>``; apt inside the build reaches the Debian mirror.
 
 With a registry, the same Dockerfile builds from ``debian:bookworm-slim`` with a plain
@@ -34,6 +37,9 @@ from sessions_app.runtime.base import ImageBuildFailed, SandboxRuntime
 
 SANDBOX_DIR = Path(__file__).resolve().parent
 REPO_ROOT = SANDBOX_DIR.parent
+# Copied into the image as /opt/vibecode/lsp: package.json, its lockfile, the servers' settings,
+# and node_modules once the builder has run `npm ci` here.
+LSP_DIR = SANDBOX_DIR / "lsp"
 
 DEFAULT_IMAGE = "vibecode-sandbox:latest"
 DEFAULT_BASE_IMAGE = "vibecode-base:bookworm"
@@ -86,9 +92,24 @@ RECIPE_LABEL = "vibecode.recipe"
 
 
 def recipe() -> str:
-    """A digest of sandbox/Dockerfile: an image labelled with another one is rebuilt (its base is
-    kept), so a package added to the Dockerfile reaches every checkout's next setup."""
-    return hashlib.sha256((SANDBOX_DIR / "Dockerfile").read_bytes()).hexdigest()[:16]
+    """A digest of what the image is made from: sandbox/Dockerfile and the files of sandbox/lsp
+    (package.json, package-lock.json, the servers' settings; not node_modules, which npm makes
+    from the lockfile). An image labelled with another one is rebuilt (its base is kept), so a
+    package added to the Dockerfile or the lockfile reaches every checkout's next setup."""
+    digest = hashlib.sha256()
+    for path in [SANDBOX_DIR / "Dockerfile", *_lsp_sources()]:
+        name = path.relative_to(SANDBOX_DIR).as_posix().encode()
+        data = path.read_bytes()
+        digest.update(b"%d:%s%d:" % (len(name), name, len(data)) + data)
+    return digest.hexdigest()[:16]
+
+
+def _lsp_sources() -> list[Path]:
+    return sorted(
+        path
+        for path in LSP_DIR.rglob("*")
+        if path.is_file() and "node_modules" not in path.relative_to(LSP_DIR).parts
+    )
 
 
 def var_dir() -> Path:
@@ -118,9 +139,9 @@ def build_sandbox_image(
     """
     if not rebuild and runtime.image_id(image):
         if runtime.image_labels(image).get(RECIPE_LABEL) == recipe():
-            progress(f"{image} already exists and matches sandbox/Dockerfile; nothing to do")
+            progress(f"{image} already exists and matches sandbox/Dockerfile and sandbox/lsp; nothing to do")
             return False
-        progress(f"{image} was built from another sandbox/Dockerfile; rebuilding it on its base")
+        progress(f"{image} was built from another sandbox/Dockerfile or sandbox/lsp; rebuilding it")
 
     clock = _Clock(progress)
     replaced = [runtime.image_id(image), runtime.image_id(base_image)]
@@ -129,6 +150,7 @@ def build_sandbox_image(
     else:
         clock.say("base", f"{base_image} already exists; reusing it")
 
+    _install_lsp_packages(clock)
     _build_from_dockerfile(runtime=runtime, image=image, base_image=base_image, nocache=rebuild, clock=clock)
     _remove_replaced(runtime, [old for old in replaced if old], clock)
     size_mb = runtime.image_size(image) / 1e6
@@ -270,6 +292,28 @@ def _remove_rootfs(rootfs: Path) -> None:
     subprocess.run(["rm", "-rf", "--one-file-system", str(rootfs)], check=False)
 
 
+def _install_lsp_packages(clock: _Clock) -> None:
+    """``npm ci`` into sandbox/lsp/node_modules, unless it was already run on this lockfile (a
+    stamp in node_modules, left out of the image by sandbox/.dockerignore, says so)."""
+    lock_digest = hashlib.sha256((LSP_DIR / "package-lock.json").read_bytes()).hexdigest()[:16]
+    stamp = LSP_DIR / "node_modules" / f".vibecode-installed-{lock_digest}"
+    if stamp.exists():
+        clock.say("npm", "sandbox/lsp/node_modules matches its lockfile; reusing it")
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SandboxBuildError(
+            "npm",
+            "npm is not on PATH; it installs the sandbox's language servers before the build. "
+            "Install Node.js and npm (scripts/setup.sh does), or build online with "
+            f"docker build -t {DEFAULT_IMAGE} {SANDBOX_DIR}",
+        )
+    clock.say("npm", f"npm ci in {LSP_DIR}")
+    _run([npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"], step="npm ci", cwd=LSP_DIR)
+    stamp.touch()
+    clock.say("npm", "done")
+
+
 def _build_from_dockerfile(
     *, runtime: SandboxRuntime, image: str, base_image: str, nocache: bool, clock: _Clock
 ) -> None:
@@ -301,6 +345,7 @@ def _run(
     on_line: Callable[[str], None] | None = None,
     env: dict[str, str] | None = None,
     stdin: IO[bytes] | None = None,
+    cwd: Path | None = None,
 ) -> None:
     """Run ``cmd``, feeding each output line to ``on_line``; raise with the tail on failure."""
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -310,6 +355,7 @@ def _run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
+        cwd=cwd,
         text=True,
         errors="replace",
     )
