@@ -386,3 +386,49 @@ def test_a_killed_server_comes_back_within_five_seconds_and_completion_works_aga
     except PlaywrightTimeout:
         pytest.fail("no completion after the restart")
     assert console.unexpected() == []
+
+
+def test_a_second_tab_takes_the_server_and_the_first_waits_until_it_is_edited(
+    signed_in, daphne_server, console
+):
+    page = signed_in
+    url = daphne_server.url
+    session_id = create_session_via_api(page, url, "lsp-tabs")
+    put_file(page, url, session_id, "main.py", "import os\n")
+    open_ide(page, url, session_id)
+    open_from_tree(page, "main.py")
+    server_ready(page)
+
+    # One server per language per workspace: the second tab's replaces the first's, and the
+    # first does not take it back by itself (the tabs would fight).
+    second = page.context.new_page()
+    second_errors: list[str] = []
+    second.on("console", lambda m: second_errors.append(m.text) if m.type == "error" else None)
+    second.set_viewport_size({"width": 1280, "height": 800})
+    open_ide(second, url, session_id)
+    open_from_tree(second, "main.py")
+    server_ready(second)
+    status = page.locator("[data-testid=status-lsp]")
+    expect(status).to_have_attribute("data-state", "off", timeout=WAIT_MS)
+    expect(status).to_have_text("Python: in another tab")
+    set_cursor(second, 1, 10)
+    second.keyboard.press("End")
+    second.keyboard.insert_text("\n")
+    second.keyboard.type("os.pa")
+    expect_suggestion(second, "path")
+    second.keyboard.press("Escape")
+    expect(second.locator("[data-testid=status-lsp]")).to_have_attribute("data-state", "ready")
+    expect(status).to_have_attribute("data-state", "off")
+
+    # An edit in the first tab takes it back; now the second waits.
+    page.bring_to_front()
+    set_cursor(page, 1, 10)
+    page.keyboard.press("End")
+    page.keyboard.insert_text("\n")
+    server_ready(page)
+    expect(second.locator("[data-testid=status-lsp]")).to_have_attribute("data-state", "off", timeout=WAIT_MS)
+    page.keyboard.type("os.pa")
+    expect_suggestion(page, "path")
+    second.close()
+    assert console.unexpected() == []
+    assert second_errors == []
