@@ -210,6 +210,12 @@ def test_python_completion_offers_a_module_member_and_hover_shows_documentation(
     page.screenshot(path=str(ARTIFACTS / "lsp.png"))
     shutil.copyfile(ARTIFACTS / "lsp.png", REPO_ROOT / "docs" / "images" / "lsp.png")
     page.keyboard.press("Escape")
+
+    # Format document (Shift+Alt+F, on every platform): black, through the server.
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text("values=[1,2]\n")
+    page.keyboard.press("Shift+Alt+f")
+    page.wait_for_function(f"() => {EDITOR}.getValue() === 'values = [1, 2]\\n'", timeout=WAIT_MS)
     assert console.unexpected() == []
 
 
@@ -255,7 +261,8 @@ def test_a_syntax_error_shows_a_squiggle_and_a_problem_within_two_seconds(signed
     column = entry.get_attribute("data-column")
     expect(page.locator("#status-cursor")).to_have_text(f"Ln {line}, Col {column}", timeout=WAIT_MS)
     set_cursor(page, 1, 1)
-    entry.focus()
+    page.keyboard.press("Control+Shift+M")  # from the editor to the Problems list, as in VS Code
+    expect(entry).to_be_focused(timeout=WAIT_MS)
     page.keyboard.press("Enter")
     expect(page.locator("#status-cursor")).to_have_text(f"Ln {line}, Col {column}", timeout=WAIT_MS)
 

@@ -576,6 +576,11 @@ export class LanguageIntelligence {
       openCodeEditor: (source, resource, selectionOrPosition) => this.openLocation(source, resource, selectionOrPosition),
     });
     statusEl.onclick = () => this.statusClicked();
+    // Format document: Shift+Alt+F on every platform (Monaco's own key on Linux is Ctrl+Shift+I).
+    editors.editor.addCommand(monaco.KeyMod.Shift | monaco.KeyMod.Alt | monaco.KeyCode.KeyF, () => {
+      const action = editors.editor.getAction("editor.action.formatDocument");
+      if (action) action.run();
+    });
     this.renderStatus();
   }
 

@@ -106,6 +106,13 @@ function showPanel(name) {
   if (name === "terminals") terminals.fitAll();
 }
 
+// The Problems panel, with the keyboard in its list (Ctrl+Shift+M, as in VS Code).
+function showProblems() {
+  showPanel("problems");
+  const first = document.querySelector("#problems-list [data-testid=problem][tabindex='0']");
+  (first || $("problems-list")).focus();
+}
+
 const RUNNERS = { py: "python3", js: "node", sh: "bash" };
 // The last result shown in Output: the assistant's "Fix last error" sends it along.
 export const getLastRun = () => (runPanel ? runPanel.lastRun : null);
@@ -199,7 +206,7 @@ async function start() {
   lsp = new LanguageIntelligence({
     monaco, editors, files, sessionId: data.sessionId, servers: data.languageServers, statusEl: $("status-lsp"),
     problems: { list: $("problems-list"), summary: $("problems-summary"), count: $("problems-count") },
-    onShowProblems: () => showPanel("problems"),
+    onShowProblems: showProblems,
   });
   explorer = new Explorer({ files, host: $("tree"), editors });
   let refreshTimer = null;
@@ -280,6 +287,7 @@ async function start() {
     else if (mod && event.shiftKey && event.key.toLowerCase() === "f") { event.preventDefault(); showSideView("search"); }
     else if (mod && event.key === "`") { event.preventDefault(); showPanel("terminals"); terminals.activeOrNew().term.focus(); }
     else if (mod && event.key === ",") { event.preventDefault(); settings.open(); }
+    else if (mod && event.shiftKey && event.key.toLowerCase() === "m") { event.preventDefault(); showProblems(); }
   });
 
   splitter();
