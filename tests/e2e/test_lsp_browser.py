@@ -33,6 +33,10 @@ DIAGNOSTIC_GOAL_S = 2.0
 RESTART_GOAL_S = 5.0
 MARGIN = 1.5
 
+# The Problems list shows this many entries at most (static/vibecode/ide/problems.js).
+PROBLEMS_SHOWN = 1000
+MANY = 1100
+
 UTIL_PY = '"""Helpers."""\n\n\ndef greet(name):\n    return f"hello {name}"\n'
 MAIN_PY = "from util import greet\n\nprint(greet('ada'))\n"
 RENAMED_MAIN_PY = "from util import welcome\n\nprint(welcome('ada'))\n"
@@ -224,6 +228,7 @@ def test_a_syntax_error_shows_a_squiggle_and_a_problem_within_two_seconds(signed
     url = daphne_server.url
     session_id = create_session_via_api(page, url, "lsp-syntax")
     put_file(page, url, session_id, "calc.py", "def total(values):\n    return sum(values)\n")
+    put_file(page, url, session_id, "many.py", "".join(f"print(name_{n})\n" for n in range(MANY)))
     use_axe(page)
     open_ide(page, url, session_id)
     open_from_tree(page, "calc.py")
@@ -272,6 +277,14 @@ def test_a_syntax_error_shows_a_squiggle_and_a_problem_within_two_seconds(signed
     expect(page.locator("[data-testid=editor] .squiggly-error")).to_have_count(0, timeout=WAIT_MS)
     expect(problems(page)).to_have_count(0, timeout=WAIT_MS)
     expect(page.locator("[data-testid=problems-count]")).to_have_text("")
+
+    # A file with more problems than the list shows: the first ones, and the count of all.
+    open_from_tree(page, "many.py")
+    expect(page.locator("[data-testid=problems-count]")).to_have_text(str(MANY), timeout=WAIT_MS)
+    expect(problems(page)).to_have_count(PROBLEMS_SHOWN)
+    expect(page.locator("[data-testid=problems-summary]")).to_have_text(
+        f"{MANY} errors, 0 warnings. The first {PROBLEMS_SHOWN} are listed."
+    )
     assert console.unexpected() == []
 
 
