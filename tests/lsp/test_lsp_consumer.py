@@ -238,10 +238,12 @@ async def test_suspending_the_session_closes_the_connection(running, alice):
 @pytest.mark.parametrize(
     ("method", "reason"),
     [
-        ("garbage", "server_broken"),
-        ("huge", "server_broken"),
-        ("array", "server_broken"),
-        ("exit-now", "server_exited"),
+        # Broken framing is caught by the supervisor, which kills the server and ends the stream
+        # without a word; a well-framed message that is no JSON object, by the backend.
+        ("garbage", {"server_closed", "server_broken"}),
+        ("huge", {"server_closed", "server_broken"}),
+        ("array", {"server_broken"}),
+        ("exit-now", {"server_exited"}),
     ],
 )
 async def test_a_misbehaving_server_ends_only_its_own_connection(
@@ -255,7 +257,7 @@ async def test_a_misbehaving_server_ends_only_its_own_connection(
     comm = await connect(running, alice)
     await call(comm, 1, method)
     code, frames = await close_code(comm)
-    assert code == CLOSE_SERVER_ENDED and frames[-1]["code"] == reason
+    assert code == CLOSE_SERVER_ENDED and frames[-1]["code"] in reason
     await call(theirs, 7, "echo", "still here")
     assert (await reply(theirs, 7))["result"] == "still here"
     await theirs.disconnect()
