@@ -348,3 +348,16 @@ async def test_pylsp_completes_os_path(running, alice):
     items = result["items"] if isinstance(result, dict) else result
     assert "path" in {item["label"] for item in items}
     await comm.disconnect()
+
+
+async def test_pkill_of_the_server_by_name_is_a_crash_not_a_takeover(running, alice):
+    """``pkill -f`` matches the supervisor's command line too (it names the server): its SIGTERM
+    must end the connection as a crash (4502), which the editor restarts, not as 4001."""
+    comm = await connect(running, alice)
+    await call(comm, 1, "echo", 1)
+    await reply(comm, 1)
+    await asyncio.to_thread(
+        workspace_exec, session=running, argv=["pkill", "-f", "fixture_lsp.py"], timeout=10
+    )
+    code, frames = await close_code(comm)
+    assert code == CLOSE_SERVER_ENDED and frames[-1]["code"] in {"server_exited", "server_closed"}
