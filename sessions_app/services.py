@@ -148,7 +148,7 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
             limits=limits,
         )
         if member is not None:
-            warm_pool.warm_pool_mark_claimed(member=member, session=session)
+            warm_pool.warm_pool_bind(member=member, session=session)
         session_event_record(
             session=session,
             action=SessionEvent.Action.CREATE,

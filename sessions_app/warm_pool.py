@@ -113,24 +113,34 @@ def warm_pool_members() -> list[WarmSandbox]:
 
 
 def warm_pool_take(*, limits: dict[str, Any]) -> WarmSandbox | None:
-    """Inside the create's transaction: lock the oldest ready member made for the same spec, or
-    None. Members another create has locked are skipped, never waited for."""
+    """Inside the create's transaction: claim the oldest ready member made for the same spec, or
+    None. Members another create has locked are skipped, never waited for; the claim itself is
+    conditional too (``ready`` -> ``claimed``), so a database without row locks (SQLite) cannot
+    hand one member out twice either."""
     if settings.VIBECODE_WARM_POOL <= 0:
         return None
-    return (
+    member = (
         WarmSandbox.objects.select_for_update(skip_locked=True)
         .filter(state=WarmSandbox.State.READY, spec_key=warm_pool_key(limits=limits))
         .order_by("created_at")
         .first()
     )
+    if member is None:
+        return None
+    now = timezone.now()
+    claimed = WarmSandbox.objects.filter(pk=member.pk, state=WarmSandbox.State.READY).update(
+        state=WarmSandbox.State.CLAIMED, claimed_at=now
+    )
+    if not claimed:
+        return None
+    member.state, member.claimed_at = WarmSandbox.State.CLAIMED, now
+    return member
 
 
-def warm_pool_mark_claimed(*, member: WarmSandbox, session: Session) -> None:
-    """Inside the same transaction: the member is the session's now."""
-    member.state = WarmSandbox.State.CLAIMED
+def warm_pool_bind(*, member: WarmSandbox, session: Session) -> None:
+    """In the same transaction, once the session row exists: the member is the session's."""
     member.session = session
-    member.claimed_at = timezone.now()
-    member.save(update_fields=["state", "session", "claimed_at"])
+    member.save(update_fields=["session"])
 
 
 def warm_pool_adopt(*, member: WarmSandbox, session: Session) -> SandboxRef:
