@@ -13,6 +13,7 @@ from datetime import timedelta
 import docker
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connections
 from django.utils import timezone
 
@@ -411,3 +412,29 @@ def test_with_the_pool_off_creates_take_the_cold_path_and_nothing_is_made(alice,
     assert session.volume_name == f"{session.container_name}-ws"
     assert warm_pool.warm_pool_refill() == 0 and warm_pool.warm_pool_refill_soon() is None
     assert ENGINE.api.containers(all=True, filters={"label": _pool_labels()}) == []
+
+
+# --- what staff see, and the API ----------------------------------------------------------------------
+
+
+def test_the_api_answers_with_the_real_names_and_staff_see_members_and_claims(alice_api, staff, client, pool):
+    members = _filled()
+    created = alice_api.post("/api/vibecode/sessions", {"name": "api"}, format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["volume_name"] == members[0].volume_name and body["status"] == "running"
+    warm_pool.warm_pool_wait_refilled()
+
+    staff.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="sessions_app", codename__in=["view_warmsandbox", "view_session"]
+        )
+    )
+    client.force_login(staff)
+    listing = client.get("/admin/sessions_app/warmsandbox/")
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert members[0].container_name in page and "claimed" in page and members[1].container_name in page
+    assert client.get("/admin/sessions_app/warmsandbox/add/").status_code == 403
+    sessions = client.get("/admin/sessions_app/session/").content.decode()
+    assert body["volume_name"] in sessions and body["container_name"] in sessions
