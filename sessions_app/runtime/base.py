@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessions_app.runtime.errors import RuntimeFailure
 from sessions_app.runtime.helper import (
     HELPER_ARGV,
     HELPER_WORKDIR,
@@ -374,8 +375,6 @@ class SandboxRuntime(abc.ABC):
         is gone and ``SandboxNotRunning`` when it no longer runs (killed behind our back); the
         caller then removes it and never hands it out. Never touches the workspace's files.
         Backends without it raise ``RuntimeFailure``: creates then take the cold path."""
-        from sessions_app.runtime.errors import RuntimeFailure
-
         raise RuntimeFailure("This runtime cannot adopt pool members.")
 
     def engine_memory_bytes(self) -> int | None:
