@@ -2152,7 +2152,7 @@ def lsp_defaults(language):
     """The image's defaults for a language's server, from ``LSP_SETTINGS_DIR/<language>.json``:
     ``initializationOptions`` go under the editor's own in ``initialize``; ``settings`` are sent
     as workspace/didChangeConfiguration right after ``initialized``, and go under the editor's own
-    in any later one (pylsp replaces its settings with each, rather than merging). No file, or
+    in any later one (the Python server replaces its settings with each, rather than merging). No file, or
     not an object: nothing."""
     try:
         with open(f"{LSP_SETTINGS_DIR}/{language}.json", "rb") as handle:
@@ -2249,7 +2249,7 @@ def lsp(language, argv):
         return
     done = queue.SimpleQueue()  # why the supervisor ends: the first reason put here
     signal.signal(signal.SIGUSR1, lambda *_: done.put("replaced"))
-    # The user's `pkill -f pylsp` also hits this process (its argv names the server): the editor
+    # The user's `pkill -f <server>` also hits this process (its argv names the server): the editor
     # must see a crash and restart the server, so the server is reported as killed by it.
     signal.signal(signal.SIGTERM, lambda *_: done.put("terminated"))
     defaults = lsp_defaults(language)

@@ -361,3 +361,18 @@ async def test_pkill_of_the_server_by_name_is_a_crash_not_a_takeover(running, al
     )
     code, frames = await close_code(comm)
     assert code == CLOSE_SERVER_ENDED and frames[-1]["code"] in {"server_exited", "server_closed"}
+
+
+async def test_pkill_f_pylsp_ends_the_python_server_and_nothing_else(running, alice):
+    """The issue's "kill the server from the terminal": ``pkill -f pylsp`` hits the server and its
+    supervisor, never the workspace's helper (whose command line is the agent's source): the
+    exec that runs it answers, and the connection ends as a crash."""
+    comm = await connect(running, alice, "python")
+    await call(comm, 1, "initialize", {"processId": None, "rootUri": "file:///workspace", "capabilities": {}})
+    await reply(comm, 1, timeout=60)
+    result = await asyncio.to_thread(
+        workspace_exec, session=running, argv=["pkill", "-f", "pylsp"], timeout=10
+    )
+    assert result.exit_code == 0
+    code, frames = await close_code(comm)
+    assert code == CLOSE_SERVER_ENDED and frames[-1]["code"] in {"server_exited", "server_closed"}
