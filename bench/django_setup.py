@@ -30,6 +30,8 @@ def bench_django() -> Iterator[Any]:
         os.environ.pop(name, None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vibecode_project.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # The cold path unless a benchmark turns the pool on for itself (bench/warm_pool.py does).
+    os.environ.setdefault("VIBECODE_WARM_POOL", "0")
     # Benchmarks call the API far faster than a person; the limits are not what is measured.
     rates = ("VIBECODE_RATE_API", "VIBECODE_RATE_EXEC", "VIBECODE_RATE_SAVE")
     for rate in (*rates, "VIBECODE_RATE_TERMINAL_USER", "VIBECODE_RATE_TERMINAL_IP"):

@@ -121,10 +121,12 @@ class LanguageServerConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"vibecode": state, **fields}))
 
     async def _close_with(self, code: str, message: str, close_code: int) -> None:
+        """Say why, close, and stop the server now (not when the client's close comes back)."""
         if not self.accepted:
             await self.accept()
         await self._control("error", code=code, message=message)
         await self.close(code=close_code)
+        self._release()
 
     # --- the server's messages ----------------------------------------------------------------
 
@@ -216,11 +218,15 @@ class LanguageServerConsumer(AsyncWebsocketConsumer):
     # --- disconnect ---------------------------------------------------------------------------
 
     async def disconnect(self, code: int) -> None:
+        self._release()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    def _release(self) -> None:
+        """Stop the tasks and close the bridge (the supervisor then kills the server). Idempotent."""
         for task in (self.pump, self.idle_watch):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         bridge, self.bridge = self.bridge, None
         if bridge is not None:
             bridge.close()
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)

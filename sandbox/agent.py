@@ -2110,8 +2110,9 @@ def write_all(fd, data):
 
 def lsp_lock(language):
     """The fd of ``LSP_LOCK_DIR/<language>.lock``, exclusively flocked; ``None`` if it could not
-    be had within LSP_LOCK_GIVE_UP_SECONDS. Its holder is told to stop (SIGTERM to its process
-    group); if it still holds the lock LSP_TAKEOVER_SECONDS later, it and its server's process
+    be had within LSP_LOCK_GIVE_UP_SECONDS. Its holder is told it is replaced (SIGUSR1 to its
+    process group: a SIGTERM is the user's ``pkill``, which the editor must see as a crash, not a
+    takeover); if it still holds the lock LSP_TAKEOVER_SECONDS later, it and its server's process
     group are killed (their pids are in the file)."""
     import fcntl
 
@@ -2133,7 +2134,7 @@ def lsp_lock(language):
             return None
         if not told:
             told = True
-            victims, how = holders[:1], signal.SIGTERM  # the supervisor: it kills its server
+            victims, how = holders[:1], signal.SIGUSR1  # the supervisor: it kills its server
         elif not killed and waited > LSP_TAKEOVER_SECONDS:
             killed = True
             victims, how = holders, signal.SIGKILL  # the supervisor and its server
@@ -2151,7 +2152,7 @@ def lsp_defaults(language):
     """The image's defaults for a language's server, from ``LSP_SETTINGS_DIR/<language>.json``:
     ``initializationOptions`` go under the editor's own in ``initialize``; ``settings`` are sent
     as workspace/didChangeConfiguration right after ``initialized``, and go under the editor's own
-    in any later one (pylsp replaces its settings with each, rather than merging). No file, or
+    in any later one (the Python server replaces its settings with each, rather than merging). No file, or
     not an object: nothing."""
     try:
         with open(f"{LSP_SETTINGS_DIR}/{language}.json", "rb") as handle:
@@ -2239,7 +2240,7 @@ def lsp(language, argv):
         sys.stderr.write("lsp: no server to run\n")
         return
     try:
-        os.setsid()  # a group of its own, for the SIGTERM of the supervisor that replaces it
+        os.setsid()  # a group of its own, for the SIGUSR1 of the supervisor that replaces it
     except OSError:
         pass  # a group leader already
     lock_fd = lsp_lock(language)
@@ -2247,7 +2248,10 @@ def lsp(language, argv):
         sys.stderr.write(f"lsp: another {language} server would not let go\n")
         return
     done = queue.SimpleQueue()  # why the supervisor ends: the first reason put here
-    signal.signal(signal.SIGTERM, lambda *_: done.put("replaced"))
+    signal.signal(signal.SIGUSR1, lambda *_: done.put("replaced"))
+    # The user's `pkill -f <server>` also hits this process (its argv names the server): the editor
+    # must see a crash and restart the server, so the server is reported as killed by it.
+    signal.signal(signal.SIGTERM, lambda *_: done.put("terminated"))
     defaults = lsp_defaults(language)
     out_lock, server_lock = threading.Lock(), threading.Lock()
     closing = [False]
@@ -2386,6 +2390,9 @@ def lsp(language, argv):
         reap_orphans(kill=True)
     if reason == "replaced":
         to_backend({"jsonrpc": "2.0", "method": "$/vibecode/replaced"}, last=True)
+    elif reason == "terminated":
+        code = 128 + signal.SIGTERM
+        to_backend({"jsonrpc": "2.0", "method": "$/vibecode/exited", "params": {"code": code}}, last=True)
     elif reason == "ended":
         code = proc.returncode if code is None else code
         code = code if code >= 0 else 128 - code

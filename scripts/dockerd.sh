@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers, with the gVisor runtime `runsc` registered.
+# Make sure a Docker engine answers, with the gVisor runtime `runsc` registered (and `crun`, the
+# C OCI runtime that `make bench` measures against runc for cold starts).
 #
 #   scripts/dockerd.sh          ensure an engine is up (idempotent; safe to run from any cwd)
 #   scripts/dockerd.sh stop     stop the engine this script started (by its pid file)
 #   scripts/dockerd.sh status   print whether an engine answers, exit 0/1
 #
-# Without systemd (containers, CI runners) this script installs docker.io and runsc with
-# apt-get when missing, registers runsc in /etc/docker/daemon.json and starts
+# Without systemd (containers, CI runners) this script installs docker.io, runsc and crun with
+# apt-get when missing, registers runsc and crun in /etc/docker/daemon.json and starts
 # `dockerd --bridge=none --iptables=false` in the background. There is no default bridge:
 # sandbox containers run with network "none" unless put on a network the app creates.
 #
@@ -22,6 +23,7 @@ LOG_FILE="$VAR_DIR/log/dockerd.log"
 PID_FILE="${VIBECODE_DOCKERD_PIDFILE:-/run/vibecode-dockerd.pid}"
 DAEMON_JSON="/etc/docker/daemon.json"
 RUNSC_PATH="/usr/bin/runsc"
+CRUN_PATH="/usr/bin/crun"
 WAIT_SECONDS="${DOCKERD_WAIT_SECONDS:-30}"
 
 say() { printf 'dockerd.sh: %s\n' "$*"; }
@@ -45,6 +47,7 @@ engine_runtimes() {
 }
 
 engine_has_runsc() { engine_runtimes | tr ' ' '\n' | grep -qx runsc; }
+engine_has_crun() { engine_runtimes | tr ' ' '\n' | grep -qx crun; }
 
 engine_summary() {
     local version
@@ -98,6 +101,7 @@ install_missing() {
     local pkgs=()
     command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || pkgs+=(docker.io)
     [ -x "$RUNSC_PATH" ] || pkgs+=(runsc)
+    [ -x "$CRUN_PATH" ] || pkgs+=(crun)
     [ "${#pkgs[@]}" -eq 0 ] && return 0
 
     need_root "installing ${pkgs[*]}"
@@ -118,7 +122,8 @@ register_runsc() {
         cat >"$DAEMON_JSON" <<EOF
 {
   "runtimes": {
-    "runsc": {"path": "$RUNSC_PATH", "runtimeArgs": ["--network=none"]}
+    "runsc": {"path": "$RUNSC_PATH", "runtimeArgs": ["--network=none"]},
+    "crun": {"path": "$CRUN_PATH"}
   }
 }
 EOF
@@ -130,22 +135,22 @@ EOF
         "  \"runtimes\": {\"runsc\": {\"path\": \"$RUNSC_PATH\", \"runtimeArgs\": [\"--network=none\"]}}"
     python3 -c '
 import json, sys
-path, runsc = sys.argv[1], sys.argv[2]
+path, runsc, crun = sys.argv[1], sys.argv[2], sys.argv[3]
 with open(path) as f:
     try:
         conf = json.load(f)
     except ValueError as exc:
         sys.exit(f"{path} is not valid JSON: {exc}")
-want = {"path": runsc, "runtimeArgs": ["--network=none"]}
-if conf.get("runtimes", {}).get("runsc") != want:
-    conf.setdefault("runtimes", {})["runsc"] = want
+want = {"runsc": {"path": runsc, "runtimeArgs": ["--network=none"]}, "crun": {"path": crun}}
+if any(conf.get("runtimes", {}).get(name) != value for name, value in want.items()):
+    conf.setdefault("runtimes", {}).update(want)
     with open(path + ".tmp", "w") as f:
         json.dump(conf, f, indent=2)
         f.write("\n")
     import os
     os.replace(path + ".tmp", path)
     print("changed")
-' "$DAEMON_JSON" "$RUNSC_PATH" || die "could not merge runsc into $DAEMON_JSON." "fix the file by hand"
+' "$DAEMON_JSON" "$RUNSC_PATH" "$CRUN_PATH" || die "could not merge runsc into $DAEMON_JSON." "fix the file by hand"
 }
 
 start_engine() {
@@ -203,9 +208,44 @@ fix_foreign_engine() {
         "and run this script again."
 }
 
+# crun is optional (runc stays the default unless it measures faster): an engine without it is
+# given it by a reload (SIGHUP, or `systemctl reload docker`), which keeps running containers;
+# failing that, a warning, never a restart of an engine that sandboxes run on.
+ensure_crun() {
+    local pid
+    engine_has_crun && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        say "WARNING: crun is not registered with the engine (that needs root); runc and runsc work"
+        return 0
+    fi
+    if [ ! -x "$CRUN_PATH" ]; then
+        say "installing crun with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends crun >/dev/null \
+            || { say "WARNING: apt-get install crun failed; runc and runsc work"; return 0; }
+    fi
+    register_runsc >/dev/null
+    pid="$(our_pid)"
+    if [ -n "$pid" ]; then
+        say "registered crun; reloading dockerd (pid $pid, SIGHUP keeps containers running)"
+        kill -HUP "$pid"
+    elif command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+        say "registered crun; reloading docker.service"
+        systemctl reload docker || true
+    else
+        say "WARNING: registered crun in $DAEMON_JSON; reload the engine to use it (kill -HUP <dockerd pid>)"
+        return 0
+    fi
+    for _ in $(seq 1 20); do
+        engine_has_crun && return 0
+        sleep 0.5
+    done
+    say "WARNING: the engine does not list crun after a reload; see $LOG_FILE"
+}
+
 ensure() {
     local pid
     if engine_answers && engine_has_runsc; then
+        ensure_crun
         say "$(engine_summary)"
         return 0
     fi

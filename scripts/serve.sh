@@ -18,6 +18,10 @@ fi
 if "$PY" manage.py help reconcile_sessions >/dev/null 2>&1; then
   "$PY" manage.py reconcile_sessions || log "reconcile_sessions failed; see the message above"
 fi
+# The warm pool (VIBECODE_WARM_POOL, 2 by default): its first members, before the first create.
+if "$PY" manage.py help refill_warm_pool >/dev/null 2>&1; then
+  "$PY" manage.py refill_warm_pool || log "refill_warm_pool failed; creates take the cold path until maintenance refills it"
+fi
 
 shown_host="$HOST"
 [ "$HOST" = "0.0.0.0" ] && shown_host="127.0.0.1"

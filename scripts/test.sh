@@ -32,6 +32,8 @@ export VIBECODE_INSTANCE="test-$$"
 # No maintenance thread in the servers tests start: it would reconcile sessions whose rows live in
 # a test's uncommitted transaction. The tests that need it turn it on for their own server.
 export VIBECODE_CLEANUP_INTERVAL=0
+# No warm pool either (tests/pytest_env.py says why); the pool's tests turn it on themselves.
+export VIBECODE_WARM_POOL=0
 log "running the test suite (PostgreSQL, Redis, Docker, Chromium)"
 set +e
 "$PY" -m pytest "$@"

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 
 from core_app.errors import DomainError
 from sessions_app import services
-from sessions_app.models import Quota, Session, SessionEvent
+from sessions_app.models import Quota, Session, SessionEvent, WarmSandbox
 
 
 def _staff(request: HttpRequest) -> AbstractBaseUser:
@@ -47,10 +47,22 @@ class QuotaAdmin(admin.ModelAdmin):
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "name", "owner", "status", "runtime", "created_at", "last_activity_at"]
+    # The real names, as the runtime returned them: a session made from the warm pool keeps its
+    # pool volume's name (vibecode-pool-...-ws), which backups, cleanup and reconcile use too.
+    list_display = [
+        "public_id",
+        "name",
+        "owner",
+        "status",
+        "runtime",
+        "container_name",
+        "volume_name",
+        "created_at",
+        "last_activity_at",
+    ]
     list_filter = ["status", "runtime"]
     list_select_related = ["owner"]
-    search_fields = ["public_id", "name", "owner__username", "container_name"]
+    search_fields = ["public_id", "name", "owner__username", "container_name", "volume_name"]
     date_hierarchy = "created_at"
     actions = ["suspend_sessions", "resume_sessions", "delete_sessions"]
     # Everything the runtime reported, and the state the services keep; the change page is
@@ -169,4 +181,50 @@ class SessionEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: SessionEvent | None = None) -> bool:
+        return False
+
+
+@admin.register(WarmSandbox)
+class WarmSandboxAdmin(admin.ModelAdmin):
+    """The warm pool's members, read-only: the refill makes them, a create claims them and
+    reconcile removes them (sessions_app/warm_pool.py). A claimed member names its session."""
+
+    list_display = [
+        "container_name",
+        "state",
+        "volume_name",
+        "short_container_id",
+        "session",
+        "image",
+        "runtime",
+        "created_at",
+        "ready_at",
+        "claimed_at",
+    ]
+    list_filter = ["state", "runtime"]
+    list_select_related = ["session"]
+    search_fields = ["pool_id", "container_name", "volume_name", "session__public_id"]
+    readonly_fields = [
+        "pool_id",
+        "state",
+        "container_id",
+        "container_name",
+        "volume_name",
+        "image",
+        "runtime",
+        "limits",
+        "spec_key",
+        "session",
+        "created_at",
+        "ready_at",
+        "claimed_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WarmSandbox | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WarmSandbox | None = None) -> bool:
         return False

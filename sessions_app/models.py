@@ -169,3 +169,58 @@ class WorkbenchState(models.Model):
 
     def __str__(self) -> str:
         return f"Workbench of {self.session}"
+
+
+class WarmSandbox(models.Model):
+    """One member of the warm pool: a sandbox (container and workspace volume) made and started
+    ahead of demand, under pool names, that a create claims instead of making one.
+
+    The row is claimed before anything touches the engine, as sessions are: ``warming`` while the
+    refill makes it, ``ready`` once it answers exec, ``claimed`` in the very transaction that makes
+    the session which now owns it (so the volume is always named by one row or the other), and
+    ``removing`` once reconcile (or a failed claim) has taken it to remove. Only a ``removing``
+    row's volume is ever deleted by the pool, and a row reaches ``removing`` only from
+    ``warming``/``ready``, or from a claim given back before its session ever saw it.
+    Ownership of a claimed sandbox is this row's ``session`` (and the session's row), never a
+    Docker label: labels are fixed at creation, so a claimed container keeps its pool labels.
+    """
+
+    class State(models.TextChoices):
+        WARMING = "warming"
+        READY = "ready"
+        CLAIMED = "claimed"
+        REMOVING = "removing"
+
+    # The states that count toward VIBECODE_WARM_POOL.
+    POOL_STATES = (State.WARMING, State.READY)
+
+    pool_id = models.CharField(max_length=16, unique=True, default=new_public_id, editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.WARMING, db_index=True)
+    # Runtime state, exactly as the runtime reported it. container_name is the pool name the
+    # member was made under; a claim renames the container (the session row records the new name).
+    container_id = models.CharField(max_length=80, blank=True)
+    container_name = models.CharField(max_length=200, unique=True)
+    volume_name = models.CharField(max_length=200, unique=True)
+    image = models.CharField(max_length=200)
+    runtime = models.CharField(max_length=16, default="runc")
+    limits = models.JSONField(default=dict)
+    # A digest of everything else of the spec (image, runtime, env, mounts, hardening): a create
+    # claims only a member whose key equals its own spec's (sessions_app.specs.pool_key).
+    spec_key = models.CharField(max_length=64, db_index=True)
+    session = models.OneToOneField(
+        Session, null=True, blank=True, on_delete=models.CASCADE, related_name="warm_sandbox"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = "warm pool member"
+
+    def __str__(self) -> str:
+        return f"{self.container_name} ({self.state})"
+
+    @property
+    def short_container_id(self) -> str:
+        return self.container_id[:12]

@@ -15,6 +15,7 @@ from core_app.scheduler import register_maintenance_task
 from sessions_app.models import Session
 from sessions_app.operations import sessions_cleanup, sessions_reconcile
 from sessions_app.runtime import get_runtime
+from sessions_app.warm_pool import warm_pool_refill
 
 
 def check_docker() -> str:
@@ -47,9 +48,15 @@ def cleanup_task() -> int:
     return len(sessions_cleanup().actions)
 
 
+def warm_pool_task() -> int:
+    return warm_pool_refill()
+
+
 def register() -> None:
     register_health_check("docker", check_docker)
     register_collector(SessionsByStatus())
     # Reconcile first: a session whose container vanished is not "idle", it is suspended.
     register_maintenance_task("reconcile", reconcile_task)
     register_maintenance_task("cleanup", cleanup_task)
+    # Last: reconcile has removed dead and extra members, and idle sessions have freed memory.
+    register_maintenance_task("warm_pool", warm_pool_task)

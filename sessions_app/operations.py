@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core_app.errors import DomainError
-from sessions_app import specs
+from sessions_app import specs, warm_pool
 from sessions_app.audit import session_event_record
 from sessions_app.errors import SessionBusy, VolumeMissing
 from sessions_app.models import Session, SessionEvent
@@ -45,7 +45,9 @@ class OperationReport:
 
 def sessions_cleanup(*, idle_minutes: int | None = None, dry_run: bool = False) -> OperationReport:
     """Suspend sessions idle past their timeout, and remove this installation's containers that
-    have no session row (their volumes stay for staff to inspect). Never deletes a volume."""
+    have no session row (their volumes stay for staff to inspect). Never deletes a workspace
+    volume: the only volumes it removes are never-claimed warm pool members' (see
+    :func:`sessions_app.warm_pool.warm_pool_reconcile`)."""
     report = OperationReport(dry_run=dry_run)
     for listed in sessions_idle(idle_minutes=idle_minutes):
         # Read again just before acting: a "keep working" since the list was made wins.
@@ -68,6 +70,7 @@ def sessions_cleanup(*, idle_minutes: int | None = None, dry_run: bool = False) 
         report.add(f"suspend idle session {session.public_id} (last activity {idle_since})", kind="suspended")
         session_event_record(session=session, action=SessionEvent.Action.CLEANUP, reason="idle")
     _remove_orphans(report)
+    warm_pool.warm_pool_reconcile(report)
     return report
 
 
@@ -94,7 +97,8 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
     * creating or resuming row older than VIBECODE_STUCK_CREATING_SECONDS: running if its
       container runs, else as above;
     * deleting row: the delete that was asked for is finished;
-    * a container with no row: removed, its volume kept.
+    * a container with no row: removed, its volume kept;
+    * the warm pool: dead, stale and extra members removed (``warm_pool.warm_pool_reconcile``).
     Safe to run twice: the second run finds nothing to do.
     """
     report = OperationReport(dry_run=dry_run)
@@ -158,4 +162,5 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
             continue
         session_event_record(session=session, action=SessionEvent.Action.RECONCILE, to=target)
     _remove_orphans(report)
+    warm_pool.warm_pool_reconcile(report)
     return report

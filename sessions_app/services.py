@@ -28,7 +28,7 @@ from django.utils import timezone
 from core_app.errors import DomainError
 from core_app.metrics import SESSION_CREATE_SECONDS
 from sandbox import builder
-from sessions_app import specs
+from sessions_app import specs, warm_pool
 from sessions_app.audit import session_event_record
 from sessions_app.errors import (
     QuotaExceeded,
@@ -111,6 +111,9 @@ def _limits_snapshot(quota: EffectiveQuota) -> dict[str, Any]:
 def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Session:
     """Create a session and its sandbox; returns it running and ready for exec.
 
+    A warm pool member made for the same spec is claimed when there is one (sessions_app/
+    warm_pool.py): its container is renamed to the session's and the session keeps the member's
+    volume name; else (or if the member turns out dead) the sandbox is made here, the cold path.
     On failure the session is left in ``error`` with the reason, and no half-made container.
     """
     with transaction.atomic():
@@ -127,27 +130,55 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
             )
         _check_running_quota(user_id=user.pk)
         public_id = new_public_id()
+        limits = _limits_snapshot(quota)
+        seed_volume_name = specs.volume_name(user_id=user.pk, public_id=public_id)
+        # Only now, with the quota passed: a user at a limit never takes a member.
+        member = warm_pool.warm_pool_take(limits=limits)
         session = Session.objects.create(
             public_id=public_id,
             owner_id=user.pk,
             name=clean_session_name(name) if name else f"Workspace {existing.count() + 1}",
             status=Session.Status.CREATING,
             container_name=specs.container_name(user_id=user.pk, public_id=public_id),
-            volume_name=specs.volume_name(user_id=user.pk, public_id=public_id),
+            # A claimed member's volume cannot be renamed: the session records its real name.
+            volume_name=member.volume_name if member else seed_volume_name,
+            container_id=member.container_id if member else "",
             image=settings.VIBECODE_SANDBOX_IMAGE,
             runtime=settings.VIBECODE_SANDBOX_RUNTIME,
-            limits=_limits_snapshot(quota),
+            limits=limits,
         )
+        if member is not None:
+            warm_pool.warm_pool_bind(member=member, session=session)
         session_event_record(
-            session=session, action=SessionEvent.Action.CREATE, actor=user, name=session.name
+            session=session,
+            action=SessionEvent.Action.CREATE,
+            actor=user,
+            name=session.name,
+            **({"pool_member": member.pool_id} if member else {}),
         )
 
     started = time.monotonic()
-    try:
-        ref = get_runtime().create(specs.sandbox_spec(session))
-    except Exception as exc:
-        _record_failure(session, exc)
-        raise
+    ref = None
+    if member is not None:
+        try:
+            ref = warm_pool.warm_pool_adopt(member=member, session=session)
+        except Exception as exc:
+            logger.warning(
+                "session %s: pool member %s unusable (%s); making a sandbox instead",
+                session.public_id,
+                member.pool_id,
+                getattr(exc, "detail", None) or exc,
+            )
+            session = warm_pool.warm_pool_give_back(
+                member=member, session=session, seed_volume_name=seed_volume_name
+            )
+        warm_pool.warm_pool_refill_soon()
+    if ref is None:
+        try:
+            ref = get_runtime().create(specs.sandbox_spec(session))
+        except Exception as exc:
+            _record_failure(session, exc)
+            raise
     session = _transition(
         session,
         to=Session.Status.RUNNING,
@@ -156,7 +187,14 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
         last_error="",
     )
     SESSION_CREATE_SECONDS.observe(time.monotonic() - started)
-    logger.info("session %s created, container %s", session.public_id, session.short_container_id)
+    logger.info(
+        "session %s created, container %s%s",
+        session.public_id,
+        session.short_container_id,
+        f" (pool member {member.pool_id})"
+        if member is not None and ref.volume_name == member.volume_name
+        else "",
+    )
     return session
 
 

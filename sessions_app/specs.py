@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -10,7 +14,7 @@ from sessions_app.runtime.base import SandboxRef, SandboxSpec, VolumeHelperSpec
 from sessions_app.runtime.tunnel import EGRESS_PORT
 
 if TYPE_CHECKING:
-    from sessions_app.models import Session
+    from sessions_app.models import Session, WarmSandbox
 
 # Inside the sandbox HOME lives on the workspace volume, because the root filesystem is read-only
 # and whatever the user installs (pip --user, npm -g) must survive suspend and resume.
@@ -96,15 +100,35 @@ def read_only_files() -> dict[str, str]:
 
 def sandbox_spec(session: Session) -> SandboxSpec:
     """The spec of a session's sandbox, from its recorded names, image and limits snapshot."""
-    return SandboxSpec(
+    return _spec(
         name=session.container_name,
         volume_name=session.volume_name,
         image=session.image,
-        labels=sandbox_labels(user_id=session.owner_id, public_id=session.public_id),
-        memory_mb=int(session.limits["memory_mb"]),
-        cpus=float(session.limits["cpus"]),
-        pids=int(session.limits["pids"]),
         runtime=session.runtime,
+        labels=sandbox_labels(user_id=session.owner_id, public_id=session.public_id),
+        limits=session.limits,
+    )
+
+
+def _spec(
+    *,
+    name: str,
+    volume_name: str,
+    image: str,
+    runtime: str,
+    labels: Mapping[str, str],
+    limits: Mapping[str, Any],
+) -> SandboxSpec:
+    disk = limits.get("disk_mb")
+    return SandboxSpec(
+        name=name,
+        volume_name=volume_name,
+        image=image,
+        labels=labels,
+        memory_mb=int(limits["memory_mb"]),
+        cpus=float(limits["cpus"]),
+        pids=int(limits["pids"]),
+        runtime=runtime,
         network=settings.VIBECODE_SANDBOX_NETWORK,
         user=settings.VIBECODE_SANDBOX_USER,
         read_only_root=settings.VIBECODE_SANDBOX_READ_ONLY_ROOT,
@@ -113,9 +137,81 @@ def sandbox_spec(session: Session) -> SandboxSpec:
         nofile=settings.VIBECODE_SANDBOX_NOFILE,
         log_max_size=settings.VIBECODE_SANDBOX_LOG_MAX_SIZE,
         env=sandbox_env(),
-        disk_mb=disk_mb(session),
+        disk_mb=None if disk is None else int(disk),
         read_only_files=read_only_files(),
     )
+
+
+# --- the warm pool -------------------------------------------------------------------------------
+
+POOL_LABEL = "vibecode.pool"
+
+
+def pool_container_name(*, pool_id: str) -> str:
+    return f"vibecode-pool-{pool_id}"
+
+
+def pool_volume_name(*, pool_id: str) -> str:
+    return f"vibecode-pool-{pool_id}-ws"
+
+
+def pool_labels(*, pool_id: str, container_name: str, volume_name: str) -> dict[str, str]:
+    """A pool member's labels, fixed for its whole life (Docker cannot change labels): no user or
+    session id, even once claimed (ownership is in the database). The names it was made under
+    are recorded, so reconcile can tell a never-claimed member (still under its pool name) from a
+    claimed one (renamed) without re-deriving a name from a template."""
+    return {
+        **instance_labels(),
+        POOL_LABEL: "1",
+        "vibecode.pool_id": pool_id,
+        "vibecode.pool_name": container_name,
+        "vibecode.volume": volume_name,
+    }
+
+
+def pool_labels_filter() -> dict[str, str]:
+    """The labels every pool member of this installation carries (claimed ones too)."""
+    return {**instance_labels(), POOL_LABEL: "1"}
+
+
+def default_limits(*, disk_quotas: bool) -> dict[str, Any]:
+    """The limits of a user without overrides (what the pool is made with); no disk quota where
+    the runtime cannot apply one."""
+    return {
+        "memory_mb": settings.VIBECODE_SANDBOX_MEMORY_MB,
+        "cpus": settings.VIBECODE_SANDBOX_CPUS,
+        "pids": settings.VIBECODE_SANDBOX_PIDS,
+        "disk_mb": settings.VIBECODE_SANDBOX_DISK_MB if disk_quotas else None,
+    }
+
+
+def warm_sandbox_spec(member: WarmSandbox) -> SandboxSpec:
+    """The spec a pool member is made with, from its row."""
+    return _spec(
+        name=member.container_name,
+        volume_name=member.volume_name,
+        image=member.image,
+        runtime=member.runtime,
+        labels=pool_labels(
+            pool_id=member.pool_id, container_name=member.container_name, volume_name=member.volume_name
+        ),
+        limits=member.limits,
+    )
+
+
+def pool_key(*, image: str, runtime: str, limits: Mapping[str, Any]) -> str:
+    """What must be equal for a create to take a pool member instead of making a sandbox: every
+    part of the spec that a running container cannot change (image, runtime, network, user,
+    hardening, /tmp, ulimits, logging, environment, read-only mounts) and whether the workspace
+    has a disk quota at all. Names, labels and the limits are not in it: a claim renames the
+    container and sets memory, CPUs, PIDs and the disk limit (``SandboxRuntime.adopt``); labels
+    cannot change and carry no owner."""
+    spec = _spec(name="", volume_name="", image=image, runtime=runtime, labels={}, limits=limits)
+    fixed = dataclasses.asdict(spec)
+    for name in ("name", "volume_name", "labels", "memory_mb", "cpus", "pids", "disk_mb"):
+        fixed.pop(name)
+    fixed["has_disk_quota"] = spec.disk_mb is not None
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def disk_mb(session: Session) -> int | None:

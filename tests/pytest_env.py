@@ -14,3 +14,6 @@ os.environ.setdefault("VIBECODE_CLEANUP_INTERVAL", "0")
 # Playwright's sync API keeps an event loop running in the main thread once a browser test has
 # started; Django would then refuse the ORM calls of every later test in this process.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# No warm pool: it would make sandboxes in the background of every test. The pool's own tests
+# (tests/sessions/test_warm_pool.py) turn it on for themselves.
+os.environ.setdefault("VIBECODE_WARM_POOL", "0")

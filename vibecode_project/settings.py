@@ -266,7 +266,8 @@ VIBECODE_RUNTIME_BACKEND = env_choice("VIBECODE_RUNTIME_BACKEND", "docker", {"do
 # beside a real one) sharing a Docker engine never reconcile or clean up each other's sandboxes.
 VIBECODE_INSTANCE = env_str("VIBECODE_INSTANCE", "default")
 VIBECODE_SANDBOX_IMAGE = env_str("VIBECODE_SANDBOX_IMAGE", "vibecode-sandbox:latest")
-VIBECODE_SANDBOX_RUNTIME = env_choice("VIBECODE_SANDBOX_RUNTIME", "runc", {"runc", "runsc"})
+# runc (default), runsc (gVisor) or crun (measured by `make bench`; registered by scripts/dockerd.sh).
+VIBECODE_SANDBOX_RUNTIME = env_choice("VIBECODE_SANDBOX_RUNTIME", "runc", {"runc", "runsc", "crun"})
 VIBECODE_SANDBOX_NETWORK = env_str("VIBECODE_SANDBOX_NETWORK", "none")
 VIBECODE_SANDBOX_USER = env_str("VIBECODE_SANDBOX_USER", "1000:1000")
 VIBECODE_SANDBOX_READ_ONLY_ROOT = env_bool("VIBECODE_SANDBOX_READ_ONLY_ROOT", True)
@@ -294,6 +295,14 @@ VIBECODE_WORKSPACES_DIR = env_str("VIBECODE_WORKSPACES_DIR") or (
     str(VAR_DIR / "workspaces") if os.path.ismount(VAR_DIR / "workspaces") else ""
 )
 # --- end of workspace disk quotas ---
+# --- The warm pool (sessions_app/warm_pool.py, docs/deploy.md "The warm pool") ---
+# Sandboxes kept created and started ahead of demand, for the default image and limits; a create
+# claims one instead of making a container. 0 turns the pool off (the test suite's default).
+VIBECODE_WARM_POOL = env_int("VIBECODE_WARM_POOL", 2, minimum=0)
+# The pool shrinks (to zero) rather than leave less than this much of the engine's memory
+# uncommitted: engine MemTotal - memory limits of active sessions - pool members >= reserve.
+VIBECODE_WARM_POOL_MEMORY_RESERVE_MB = env_int("VIBECODE_WARM_POOL_MEMORY_RESERVE_MB", 2048, minimum=0)
+# --- end of the warm pool ---
 # Seconds between in-server maintenance rounds (reconcile + idle cleanup); 0 turns them off.
 VIBECODE_CLEANUP_INTERVAL = env_int("VIBECODE_CLEANUP_INTERVAL", 60, minimum=0)
 # A session still "creating" after this long was cut short (a backend killed mid-create).

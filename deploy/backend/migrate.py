@@ -52,6 +52,8 @@ def run_steps() -> None:
     if env_flag("VIBECODE_RECONCILE_ON_START", True):
         # Without the engine there is nothing to reconcile with; the server still starts.
         manage("reconcile_sessions", required=False)
+        # The first members of the warm pool, before the first user asks (VIBECODE_WARM_POOL).
+        manage("refill_warm_pool", required=False)
 
 
 def connect(url: str, wait_seconds: float):  # type: ignore[no-untyped-def]

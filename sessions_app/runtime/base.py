@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessions_app.runtime.errors import RuntimeFailure
 from sessions_app.runtime.helper import (
     HELPER_ARGV,
     HELPER_WORKDIR,
@@ -354,6 +355,31 @@ class SandboxRuntime(abc.ABC):
     @abc.abstractmethod
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
         """Every container, running or not, carrying all of ``labels``."""
+
+    # --- the warm pool (sessions_app/warm_pool.py) ---------------------------------------------
+
+    def adopt(
+        self,
+        ref: SandboxRef,
+        *,
+        name: str,
+        memory_mb: int | None = None,
+        cpus: float | None = None,
+        pids: int | None = None,
+        disk_mb: int | None = None,
+    ) -> SandboxRef:
+        """Bind a running pool member to its session: rename the container to ``name``, set the
+        memory, CPU and PID limits and the workspace volume's disk limit that are given (None:
+        as made), and check that it still runs. Returns the ref under its new name (same id,
+        same volume: a volume cannot be renamed). Raises ``SandboxNotFound`` when the container
+        is gone and ``SandboxNotRunning`` when it no longer runs (killed behind our back); the
+        caller then removes it and never hands it out. Never touches the workspace's files.
+        Backends without it raise ``RuntimeFailure``: creates then take the cold path."""
+        raise RuntimeFailure("This runtime cannot adopt pool members.")
+
+    def engine_memory_bytes(self) -> int | None:
+        """The engine's total memory (what the warm pool is sized against); None if unknown."""
+        return None
 
     # --- workspace volumes: pauses, backups and restores ---------------------------------------
 

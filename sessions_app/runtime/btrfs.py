@@ -111,6 +111,14 @@ def workspace_create(*, root: str, name: str, limit_bytes: int, uid: int, gid: i
     return path, True
 
 
+def workspace_set_limit(*, path: str, limit_bytes: int) -> None:
+    """Change the hard limit of the subvolume at ``path`` (a claimed pool member gets its owner's
+    disk quota). Files already written stay; writes past a lower limit fail from now on."""
+    if not is_subvolume(path):
+        raise WorkspaceDiskFailure(f"{path} is not a workspace subvolume.")
+    _run("qgroup", "limit", str(limit_bytes), path)
+
+
 def workspace_delete(*, path: str) -> None:
     """Delete the subvolume and its files, and its qgroup. Gone already: no-op.
 

@@ -286,6 +286,7 @@ class DockerRuntime(SandboxRuntime):
         self._cpu_samples: dict[str, tuple[int, int]] = {}
         # Volume name -> the quota-limited subvolume behind it ("" for a plain volume).
         self._volume_paths: dict[str, str] = {}
+        self._engine_memory: int | None = None
         if not self.disk_quotas:
             logger.warning(
                 "VIBECODE_WORKSPACES_DIR is not set: workspaces get plain volumes with no disk quota"
@@ -491,6 +492,60 @@ class DockerRuntime(SandboxRuntime):
             )
             for item in found
         ]
+
+    # --- the warm pool ---------------------------------------------------------------------------
+
+    def adopt(
+        self,
+        ref: SandboxRef,
+        *,
+        name: str,
+        memory_mb: int | None = None,
+        cpus: float | None = None,
+        pids: int | None = None,
+        disk_mb: int | None = None,
+    ) -> SandboxRef:
+        api = self.client.api
+        with engine_errors("rename the container"):
+            try:
+                api.rename(ref.object_id, name)
+            except NotFound as exc:
+                raise SandboxNotFound() from exc
+        resources: dict[str, int] = {}
+        if memory_mb is not None:
+            resources["Memory"] = resources["MemorySwap"] = memory_mb * 1024 * 1024
+        if cpus is not None:
+            resources["NanoCpus"] = int(cpus * 1_000_000_000)
+        if pids is not None:
+            resources["PidsLimit"] = pids
+        if resources:
+            # docker-py's update_container knows neither NanoCpus nor PidsLimit; the API does.
+            with engine_errors("change the container's limits"):
+                try:
+                    url = api._url("/containers/{0}/update", ref.object_id)
+                    api._result(api._post_json(url, data=resources), True)
+                except NotFound as exc:
+                    raise SandboxNotFound() from exc
+        if disk_mb is not None:
+            with engine_errors("inspect the workspace volume"):
+                path = self._volume_path(ref.volume_name)
+            if path:
+                btrfs.workspace_set_limit(path=path, limit_bytes=disk_mb * 2**20)
+        with engine_errors("inspect the container"):
+            try:
+                state = api.inspect_container(ref.object_id)["State"]
+            except NotFound as exc:
+                raise SandboxNotFound() from exc
+        if not state.get("Running") or state.get("Paused") or state.get("Restarting"):
+            raise SandboxNotRunning()
+        return SandboxRef(object_id=ref.object_id, object_name=name, volume_name=ref.volume_name)
+
+    def engine_memory_bytes(self) -> int | None:
+        # Fixed for the engine's life, and `docker info` is one of its slower calls: asked once.
+        if self._engine_memory is None:
+            with engine_errors("describe the engine"):
+                self._engine_memory = int(self.client.api.info().get("MemTotal") or 0) or None
+        return self._engine_memory
 
     # --- running things -------------------------------------------------------------------------
 

@@ -158,11 +158,16 @@ class LspClient:
     def wait_end(self, timeout: float) -> list[dict[str, Any]]:
         """Everything until the stream ends (which it must within ``timeout``)."""
         rest: list[dict[str, Any]] = []
+
+        def keep(message: dict[str, Any]) -> bool:
+            rest.append(message)
+            return False
+
         try:
-            self.wait(lambda m: rest.append(m) is not None, timeout, "the end of the stream")
+            self.wait(keep, timeout, "the end of the stream")
         except StreamEnded:
             return rest
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: wait only returns a message that keep wanted")
 
     def initialize(self) -> dict[str, Any]:
         root = "file:///workspace"
