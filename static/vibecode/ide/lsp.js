@@ -32,9 +32,6 @@ const STABLE_MS = 5000;
 // Attempts in a row that never reached "ready" before the status says unavailable (it keeps trying).
 const FAILURES_BEFORE_UNAVAILABLE = 3;
 const REQUEST_TIMEOUT_MS = 20000;
-// A 4001 within this long of another tab's connecting is that tab's doing; else see closed().
-const CLAIM_MS = 30000;
-const UNCLAIMED_MS = 60000;
 const INITIALIZE_TIMEOUT_MS = 60000;
 // The bridge and daphne refuse frames over 1 MiB (close 4413): a bigger document stays out of LSP.
 export const MAX_DOCUMENT_BYTES = 900 * 1024;
@@ -180,7 +177,6 @@ class Connection {
     this.pending = new Map(); // id -> {resolve, reject}
     this.capabilities = {};
     this.registrations = [];
-    this.unclaimedAt = 0;
   }
 
   get ready() { return this.state === "ready" && !!this.ws && this.ws.readyState === WebSocket.OPEN; }
@@ -228,7 +224,6 @@ class Connection {
     clearTimeout(this.timer);
     this.timer = null;
     this.lastError = "";
-    this.lsp.claim(this.language);
     const starting = this.failures >= FAILURES_BEFORE_UNAVAILABLE ? "error" : this.everReady ? "restarting" : "starting";
     this.setState(starting);
     let ws;
@@ -296,7 +291,7 @@ class Connection {
     this.pending.clear();
     this.lsp.connectionLost(this);
     const code = event.code;
-    let said = this.lastError;
+    const said = this.lastError;
     if (code === 4409 || code === 4410) {
       this.dormant = "stopped";
       this.setState("error", said || "The workspace is not running.");
@@ -307,15 +302,9 @@ class Connection {
       this.setState("off", `${said || "It was stopped after a long time without edits."} It starts again when you edit, or click here.`);
       return;
     }
-    // Replaced: another tab started this language's server. A tab of this browser says so when it
-    // connects (claim()); a 4001 that none claims may be no tab at all (`pkill -f pylsp` in
-    // a terminal also hits the supervisor, whose SIGTERM means "replaced"), so it restarts, once
-    // a minute at most: two tabs of two browsers take the server from each other only once.
-    const claimed = Date.now() - (this.lsp.claims.get(this.language) || 0) < CLAIM_MS;
-    if (code === 4001 && !claimed && Date.now() - this.unclaimedAt > UNCLAIMED_MS) {
-      this.unclaimedAt = Date.now();
-      said = "It was stopped.";
-    } else if (code === 4001) {
+    // Replaced: another tab started this language's server. Taking it back by itself would make
+    // the two tabs fight; this one waits until it is used again.
+    if (code === 4001) {
       this.dormant = "replaced";
       this.setState("off", `${said || "Another tab of this workspace uses it."} It comes back to this tab when you edit here, or click here.`);
       return;
@@ -423,14 +412,6 @@ export class LanguageIntelligence {
     this.diagnostics = new Map(); // path -> LSP diagnostics, open files or not
     this.peekModels = [];
     this.builtinsOff = new Set(); // Monaco's own TypeScript/JavaScript features turned off
-    // Other tabs of this browser say when they connect a server of this workspace (see closed()).
-    this.claims = new Map(); // language -> when another tab last connected it
-    this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("vibecode-lsp") : null;
-    if (this.channel) {
-      this.channel.onmessage = ({ data }) => {
-        if (data && data.sessionId === sessionId && typeof data.language === "string") this.claims.set(data.language, Date.now());
-      };
-    }
     this.problems = new ProblemsView({
       ...problems, onOpen: (path, line, column) => this.editors.openFile(path, line, column),
     });
@@ -532,8 +513,6 @@ export class LanguageIntelligence {
   }
 
   wake(kind) { for (const conn of this.connections.values()) conn.use(kind); }
-
-  claim(language) { if (this.channel) this.channel.postMessage({ sessionId: this.sessionId, language }); }
 
   connectionChanged(conn) {
     // Monaco's own TypeScript features come back while the server is unavailable.
