@@ -225,5 +225,5 @@ class AgentTurnUndoView(SessionAPIView):
             turn_id=turn_id,
             force=data.validated_data["force"],
         )
-        undone["turn"] = _turn(undone["turn"])
+        undone["turn"] = AgentTurn.objects.prefetch_related("steps").get(pk=undone["turn"].pk)
         return Response(AgentUndoOutput(undone).data)
