@@ -360,7 +360,7 @@ def run_command(
     *,
     session: Session,
     command: Command,
-    started: Callable[[str], None],
+    started: Callable[[str], object],
     cancelled: Callable[[], bool],
 ) -> RunOutcome:
     """Run ``command`` as a streaming run (so Stop can kill its process group at once), with no
