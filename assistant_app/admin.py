@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from assistant_app.models import Conversation, Message
+from assistant_app.models import AgentAuditEvent, Conversation, Message
 
 MESSAGE_FIELDS = ("created_at", "role", "action", "content", "incomplete", "error_code", "model")
 
@@ -23,4 +23,23 @@ class ConversationAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(AgentAuditEvent)
+class AgentAuditEventAdmin(admin.ModelAdmin):
+    """What agents wrote and ran, per user and workspace; read-only, like the session audit."""
+
+    list_display = ["created_at", "action", "session_public_id", "actor", "turn_id"]
+    list_filter = ["action"]
+    search_fields = ["session_public_id", "actor__username"]
+    readonly_fields = ["created_at", "action", "session_public_id", "actor", "turn_id", "detail"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False

@@ -44,3 +44,14 @@ class ProviderTimeout(ProviderError):
 class ProviderDisconnected(ProviderError):
     code = "provider_disconnected"
     default_detail = "The AI model provider dropped the connection before the answer was complete."
+
+
+class AgentNeedsTools(ProviderError):
+    """The configured model or server cannot call tools, which agent mode is made of."""
+
+    status_code = 422
+    code = "agent_needs_tools"
+    default_detail = (
+        "Agent mode needs a model that can call tools, and this one can't. Chat still works; "
+        "ask the administrator for a tool-calling model (e.g. llama3.1+, qwen2.5, gpt-4o-mini, Claude)."
+    )

@@ -484,6 +484,21 @@ VIBECODE_ASSISTANT_MODEL = env_str("VIBECODE_ASSISTANT_MODEL").strip()  # empty:
 VIBECODE_ASSISTANT_TIMEOUT_SECONDS = env_float("VIBECODE_ASSISTANT_TIMEOUT_SECONDS", 60.0, minimum=1.0)
 VIBECODE_ASSISTANT_MAX_CONTEXT_CHARS = env_int("VIBECODE_ASSISTANT_MAX_CONTEXT_CHARS", 32000, minimum=2000)
 VIBECODE_ASSISTANT_MAX_TOKENS = env_int("VIBECODE_ASSISTANT_MAX_TOKENS", 2048, minimum=16)
+# Agent mode: the model works in steps with tools (read, search, write, edit, run, ask). Each
+# file change and command waits for the user's review unless the conversation allows auto-apply /
+# auto-run, which staff may forbid on the server with VIBECODE_AGENT_ALLOW_AUTO=false.
+VIBECODE_AGENT_ALLOW_AUTO = env_bool("VIBECODE_AGENT_ALLOW_AUTO", True)
+VIBECODE_AGENT_MAX_STEPS = env_int("VIBECODE_AGENT_MAX_STEPS", 20, minimum=1)
+VIBECODE_AGENT_MAX_TOKENS = env_int("VIBECODE_AGENT_MAX_TOKENS", 200000, minimum=1000)
+# Wall-clock limit of a turn, not counting the time it waits for the user.
+VIBECODE_AGENT_WALL_SECONDS = env_int("VIBECODE_AGENT_WALL_SECONDS", 600, minimum=10)
+# How long a turn waits for the user's review before it gives up.
+VIBECODE_AGENT_REVIEW_SECONDS = env_int("VIBECODE_AGENT_REVIEW_SECONDS", 3600, minimum=10)
+# Output of a tool (a run's output, a file read) the model is shown, at most, in characters.
+VIBECODE_AGENT_OUTPUT_CHARS = env_int("VIBECODE_AGENT_OUTPUT_CHARS", 8000, minimum=500)
+# Original contents of the files a turn changes, kept for Undo; a change past it is refused.
+VIBECODE_AGENT_CHECKPOINT_BYTES = env_int("VIBECODE_AGENT_CHECKPOINT_BYTES", 4 * 1024 * 1024, minimum=1024)
+VIBECODE_RATE_AGENT_TURNS = env_rate("VIBECODE_RATE_AGENT_TURNS", "10/m")
 OLLAMA_URL = env_str("OLLAMA_URL").strip().rstrip("/")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY").strip()
 # Any OpenAI-compatible server (llama.cpp, vLLM, LM Studio...). Setting it configures the provider

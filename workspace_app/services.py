@@ -114,12 +114,19 @@ def workspace_read(*, session: Session, path: str) -> dict[str, Any]:
 
 
 def workspace_write(
-    *, session: Session, path: str, content: bytes, etag: str | None = None, create_parents: bool = True
+    *,
+    session: Session,
+    path: str,
+    content: bytes,
+    etag: str | None = None,
+    create_parents: bool = True,
+    exclusive: bool = False,
 ) -> dict[str, Any]:
     """Atomic save. With ``etag``, refuses (409 ``conflict`` with ``current_etag``) when the file
-    changed since that version was read, so nobody silently overwrites newer work."""
+    changed since that version was read, so nobody silently overwrites newer work. With
+    ``exclusive``, refuses (409 ``already_exists``) when the file exists."""
     clean = _path(session, path, allow_root=False)
-    args = {"path": clean, "etag": etag or None, "create_parents": create_parents}
+    args = {"path": clean, "etag": etag or None, "create_parents": create_parents, "exclusive": exclusive}
     return _agent(session).call("write", args, payload=content).result
 
 

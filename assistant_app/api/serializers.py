@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from assistant_app.context import ChatRequest, LastRun
-from assistant_app.models import Message
+from assistant_app.models import AgentStep, AgentTurn, Message
 
 
 class LastRunInput(serializers.Serializer):
@@ -65,3 +66,108 @@ class StatusOutput(serializers.Serializer):
     provider = serializers.CharField(allow_null=True)
     model = serializers.CharField(allow_null=True)
     hint = serializers.CharField(allow_blank=True)
+
+
+# --- agent mode --------------------------------------------------------------------------------
+
+
+class AgentSettingsInput(serializers.Serializer):
+    auto_apply = serializers.BooleanField(required=False)
+    auto_run = serializers.BooleanField(required=False)
+
+
+class AgentSettingsOutput(serializers.Serializer):
+    auto_apply = serializers.BooleanField()
+    auto_run = serializers.BooleanField()
+    auto_allowed = serializers.BooleanField(help_text="False: the server forbids auto-apply and auto-run.")
+
+
+class AgentTurnInput(serializers.Serializer):
+    goal = serializers.CharField(max_length=20000, trim_whitespace=True)
+
+
+class AgentStepOutput(serializers.ModelSerializer):
+    class Meta:
+        model = AgentStep
+        fields = [
+            "index",
+            "kind",
+            "status",
+            "arguments",
+            "result",
+            "error_code",
+            "path",
+            "diff",
+            "command",
+            "run_id",
+            "exit_code",
+            "answer",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class AgentTurnOutput(serializers.ModelSerializer):
+    steps = serializers.SerializerMethodField()
+    pending_step = serializers.SerializerMethodField(
+        help_text="The index of the step waiting for the user, or null."
+    )
+
+    class Meta:
+        model = AgentTurn
+        fields = [
+            "id",
+            "goal",
+            "status",
+            "summary",
+            "error_code",
+            "error_detail",
+            "provider",
+            "model",
+            "steps_used",
+            "tokens_used",
+            "accept_all",
+            "cancel_requested",
+            "version",
+            "created_at",
+            "finished_at",
+            "pending_step",
+            "steps",
+        ]
+
+    def _steps(self, turn: AgentTurn) -> list[AgentStep]:
+        return sorted(turn.steps.all(), key=lambda step: step.index)
+
+    @extend_schema_field(AgentStepOutput(many=True))
+    def get_steps(self, turn: AgentTurn) -> list[dict[str, Any]]:
+        return AgentStepOutput(self._steps(turn), many=True).data  # type: ignore[return-value]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_pending_step(self, turn: AgentTurn) -> int | None:
+        pending = [s.index for s in self._steps(turn) if s.status == AgentStep.Status.PENDING]
+        return pending[0] if pending else None
+
+
+class AgentTurnsOutput(serializers.Serializer):
+    turns = AgentTurnOutput(many=True)
+
+
+class AgentDecisionInput(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["accept", "accept_all", "reject", "run", "skip", "answer"])
+    answer = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class AgentUndoInput(serializers.Serializer):
+    force = serializers.BooleanField(
+        required=False, default=False, help_text="Also restore files edited since the agent changed them."
+    )
+
+
+class AgentUndoOutput(serializers.Serializer):
+    restored = serializers.ListField(child=serializers.CharField())
+    conflicts = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Files edited since: left alone (send force to restore them).",
+    )
+    turn = AgentTurnOutput()

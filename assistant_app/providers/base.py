@@ -11,6 +11,13 @@ Contract of :meth:`Provider.stream`:
   stream ends before the provider said the answer was complete. Deltas already yielded stay valid.
 * Closing the iterator early closes the HTTP connection.
 * No API key ever appears in an exception's text or in a log line.
+
+Contract of :meth:`Provider.complete_with_tools` (agent mode): one model step with tools, in the
+one internal shape (:class:`ToolSpec`, :class:`AgentMessage`, :class:`ModelReply`) that each
+provider translates to its wire format. It streams from the provider (tool calls arrive in
+pieces), calls ``on_text`` with text deltas as they come, and returns the whole reply: its text
+and its tool calls with their arguments parsed. It raises the errors of :meth:`stream`, and
+:class:`~assistant_app.errors.AgentNeedsTools` when the provider or model refuses tools.
 """
 
 from __future__ import annotations
@@ -18,13 +25,19 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 import httpx
 
-from assistant_app.errors import ProviderDisconnected, ProviderError, ProviderTimeout, ProviderUnreachable
+from assistant_app.errors import (
+    AgentNeedsTools,
+    ProviderDisconnected,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnreachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +51,72 @@ class ChatMessage(TypedDict):
     content: str
 
 
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool the model may call: a name, what it does, and its arguments as JSON Schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    # Arguments that were not a JSON object: the call is answered with an error, not run.
+    invalid_arguments: str = ""
+
+
+class AgentMessage(TypedDict, total=False):
+    """The conversation of an agent turn, provider-neutral.
+
+    ``system`` / ``user``: ``content``. ``assistant``: ``content`` and ``tool_calls``
+    (``[{"id", "name", "arguments": dict}]``). ``tool``: ``tool_call_id``, ``name``, ``content``.
+    """
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str
+    name: str
+
+
+@dataclass
+class ModelReply:
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    stop_reason: str = ""
+
+
+def parse_arguments(raw: str | dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """A tool call's arguments as a dict, or ``({}, the raw text)`` when they are not an object."""
+    if isinstance(raw, dict):
+        return raw, ""
+    text = (raw or "").strip()
+    if not text:
+        return {}, ""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}, text[:500]
+    return (value, "") if isinstance(value, dict) else ({}, text[:500])
+
+
+TOOLS_REFUSED = ("tool", "function")
+
+
+def refuses_tools(message: str) -> bool:
+    """An error a server answers when the model or server does not do tool calling."""
+    lowered = message.lower()
+    return any(word in lowered for word in TOOLS_REFUSED) and any(
+        word in lowered for word in ("support", "not allowed", "unknown", "unrecognized", "invalid")
+    )
+
+
 class Provider(ABC):
     name: str  # "ollama", "openai", "anthropic": the value of VIBECODE_ASSISTANT_PROVIDER
     label: str  # for people: "Ollama"
@@ -48,6 +127,19 @@ class Provider(ABC):
     @abstractmethod
     def stream(self, messages: Sequence[ChatMessage], *, model: str, timeout: float) -> Iterator[str]:
         """Yield the answer to ``messages`` as text deltas (see the module docstring)."""
+
+    def complete_with_tools(
+        self,
+        messages: Sequence[AgentMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        model: str,
+        timeout: float,
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ModelReply:
+        """One agent step (see the module docstring). Providers without tool calling refuse."""
+        raise AgentNeedsTools()
 
 
 @dataclass(frozen=True)
@@ -108,6 +200,9 @@ def short(text: str) -> str:
 class HttpProvider(Provider):
     """A provider reached over HTTP with one streaming POST."""
 
+    # Set while a request with tools is under way: an error about tools then means "no tools".
+    tools_requested = False
+
     def __init__(self, *, base_url: str, secrets: Sequence[str] = ()) -> None:
         self.base_url = base_url.rstrip("/")
         self._secrets = tuple(s for s in secrets if s)
@@ -157,6 +252,12 @@ class HttpProvider(Provider):
             raise self._fail(ProviderError, f"{self.label} failed: {type(exc).__name__}.") from None
 
     def status_error(self, status: int, message: str) -> ProviderError:
+        if self.tools_requested and status in (400, 404, 422, 500, 501) and refuses_tools(message):
+            logger.warning("assistant provider %s refused tools (%s)", self.name, status)
+            return self._fail(
+                AgentNeedsTools,
+                f"{AgentNeedsTools.default_detail} {self.label} said: {message or 'no reason given'}.",
+            )
         hint = ""
         if status in (401, 403) and self.key_setting:
             hint = f" Check {self.key_setting} on the server."

@@ -156,3 +156,10 @@ class AssistantRateThrottle(RatelimitThrottle):
 
     group = "assistant"
     rate_setting = "VIBECODE_RATE_ASSISTANT"
+
+
+class AgentTurnRateThrottle(RatelimitThrottle):
+    """Agent turns started per user (``VIBECODE_RATE_AGENT_TURNS``, 10/minute)."""
+
+    group = "agent-turn"
+    rate_setting = "VIBECODE_RATE_AGENT_TURNS"

@@ -17,6 +17,8 @@ a daphne whose model is fixed), so one server covers every case:
 ``html``        an answer trying to smuggle markup into the page (``HTML_ANSWER``)
 ``markdown``    markdown with a list, a table, links, a code block and hostile bits, in pieces 0.2 s
                 apart (``MARKDOWN_ANSWER_PIECES``)
+``scripted``    agent mode: the next reply of the server's ``script`` (one per request, then
+                ``SCRIPT_END``), with its tool calls streamed as each wire format streams them
 anything else   the answer ``ANSWER`` in pieces, properly finished
 """
 
@@ -53,10 +55,33 @@ class Seen:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One scripted model reply: some text, and tool calls ``(name, arguments)``."""
+
+    text: str = ""
+    calls: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+SCRIPT_END = Reply("Nothing more to do.")
+
+
 @dataclass
 class ProviderServer:
     url: str
     requests: list[Seen] = field(default_factory=list)
+    script: list[Reply] = field(default_factory=list)
+
+    def next_reply(self) -> Reply:
+        scripted = [r for r in self.requests if r.body.get("model") == "scripted"]
+        number = len(scripted) - 1
+        return self.script[number] if number < len(self.script) else SCRIPT_END
+
+
+def fragments(text: str, count: int = 3) -> list[str]:
+    """``text`` cut in ``count`` pieces, as servers stream a tool call's JSON arguments."""
+    size = max(1, -(-len(text) // count))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,6 +159,12 @@ class OllamaHandler(_Handler):
             return self.json_error(404, {"error": "404 page not found"})
         if model == "missing":
             return self.json_error(404, {"error": f'model "{model}" not found, try pulling it first'})
+        if model == "no-tools" and body.get("tools"):
+            return self.json_error(
+                400, {"error": f"registry.ollama.ai/library/{model} does not support tools"}
+            )
+        if model == "scripted":
+            return self.scripted(model, self.server.seen.next_reply())
         if model == "slow":
             time.sleep(3)
         self.start(200, "application/x-ndjson")
@@ -162,6 +193,36 @@ class OllamaHandler(_Handler):
         )
         self.finish_body()
 
+    def scripted(self, model: str, reply: Reply) -> None:
+        self.start(200, "application/x-ndjson")
+        for text in fragments(reply.text) if reply.text else []:
+            self.piece(model, text)
+        if reply.calls:  # Ollama sends each call whole, in one message
+            self.line(
+                {
+                    "model": model,
+                    "created_at": "2026-01-01T00:00:00.500000Z",
+                    "message": {
+                        "role": "assistant",
+                        "content": "",
+                        "tool_calls": [{"function": {"name": n, "arguments": a}} for n, a in reply.calls],
+                    },
+                    "done": False,
+                }
+            )
+        self.line(
+            {
+                "model": model,
+                "created_at": "2026-01-01T00:00:01.000000Z",
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 120,
+                "eval_count": 30,
+            }
+        )
+        self.finish_body()
+
 
 class AnthropicHandler(_Handler):
     def event(self, name: str, data: dict[str, Any]) -> None:
@@ -185,6 +246,8 @@ class AnthropicHandler(_Handler):
                     "error": {"type": "authentication_error", "message": f"invalid x-api-key {key}"},
                 },
             )
+        if model == "scripted":
+            return self.scripted(model, self.server.seen.next_reply())
         if model == "slow":
             time.sleep(3)
         self.start(200, "text/event-stream")
@@ -230,6 +293,64 @@ class AnthropicHandler(_Handler):
         self.event("message_stop", {"type": "message_stop"})
         self.finish_body()
 
+    def scripted(self, model: str, reply: Reply) -> None:
+        self.start(200, "text/event-stream")
+        message = {
+            "id": "msg_02",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 120, "output_tokens": 1},
+        }
+        self.event("message_start", {"type": "message_start", "message": message})
+        index = 0
+        if reply.text:
+            self.event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+            for text in fragments(reply.text):
+                self.event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                )
+            self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        self.event("ping", {"type": "ping"})
+        for number, (name, arguments) in enumerate(reply.calls, start=index):
+            block = {"type": "tool_use", "id": f"toolu_{number:02d}", "name": name, "input": {}}
+            self.event(
+                "content_block_start",
+                {"type": "content_block_start", "index": number, "content_block": block},
+            )
+            for part in ["", *fragments(json.dumps(arguments))]:
+                self.event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": number,
+                        "delta": {"type": "input_json_delta", "partial_json": part},
+                    },
+                )
+            self.event("content_block_stop", {"type": "content_block_stop", "index": number})
+        self.event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use" if reply.calls else "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 30},
+            },
+        )
+        self.event("message_stop", {"type": "message_stop"})
+        self.finish_body()
+
 
 class OpenAIHandler(_Handler):
     def data(self, payload: dict[str, Any] | str) -> None:
@@ -262,6 +383,18 @@ class OpenAIHandler(_Handler):
                 401,
                 {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}},
             )
+        if model == "no-tools" and body.get("tools"):
+            return self.json_error(
+                400,
+                {
+                    "error": {
+                        "message": "tools is not supported by this model",
+                        "type": "invalid_request_error",
+                    }
+                },
+            )
+        if model == "scripted":
+            return self.scripted(model, self.server.seen.next_reply())
         if model == "slow":
             time.sleep(3)
         self.start(200, "text/event-stream")
@@ -283,6 +416,30 @@ class OpenAIHandler(_Handler):
                 time.sleep(0.4)
             self.piece(model, {"content": text})
         self.piece(model, {}, finish="stop")
+        self.data("[DONE]")
+        self.finish_body()
+
+    def scripted(self, model: str, reply: Reply) -> None:
+        self.start(200, "text/event-stream")
+        self.piece(model, {"role": "assistant", "content": None})
+        for text in fragments(reply.text) if reply.text else []:
+            self.piece(model, {"content": text})
+        for index, (name, arguments) in enumerate(reply.calls):
+            head = {"index": index, "id": f"call_{index}", "type": "function"}
+            self.piece(model, {"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]})
+            for part in fragments(json.dumps(arguments)):
+                self.piece(model, {"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+        self.piece(model, {}, finish="tool_calls" if reply.calls else "stop")
+        self.data(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": [],
+                "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
+            }
+        )
         self.data("[DONE]")
         self.finish_body()
 
