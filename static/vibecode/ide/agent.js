@@ -75,7 +75,10 @@ export function diffSides(diff) {
     else if (line.startsWith("+")) modified.push(line.slice(1));
     else if (line.startsWith(" ")) { original.push(line.slice(1)); modified.push(line.slice(1)); }
   }
-  return { original: original.join("\n"), modified: modified.join("\n") };
+  // Both end with a newline: a new file's empty left side then lines up with the right's last
+  // (empty) line, instead of showing as a deleted empty line.
+  const text = (lines) => (lines.length ? `${lines.join("\n")}\n` : "");
+  return { original: text(original), modified: text(modified) };
 }
 
 // Monaco's language for a path, by its extension (plaintext if unknown).
@@ -115,7 +118,7 @@ export class Agent {
       panel: $("assistant"), chat: $("assistant-chat"), pane: $("agent"), clear: $("assistant-clear"),
       tabs: [$("assistant-mode-chat"), $("assistant-mode-agent")],
       log: $("agent-log"), announce: $("agent-announce"), error: $("agent-error"), form: $("agent-form"),
-      goal: $("agent-goal"), start: $("agent-start"), state: $("agent-state"), stop: $("agent-stop"),
+      goal: $("agent-goal"), start: $("agent-start"), stop: $("agent-stop"),
       undo: $("agent-undo"), autoApply: $("agent-auto-apply"), autoRun: $("agent-auto-run"),
       autoApplyLabel: $("agent-auto-apply-label"), autoRunLabel: $("agent-auto-run-label"),
     };
@@ -526,28 +529,52 @@ export class Agent {
     const monaco = this.editors.monaco;
     const { step } = item;
     const sides = diffSides(step.diff);
-    const lines = Math.max(sides.original.split("\n").length, sides.modified.split("\n").length);
-    const height = Math.min(Math.max(lines + 1, 3), DIFF_MAX_LINES) * DIFF_LINE_HEIGHT + 4;
-    item.diffHost.style.height = `${height}px`;
+    // A first guess at the height (the lines of both sides, as the inline view shows them); the
+    // editor's own content height (wrapped lines, deleted lines' zones) sets it once laid out.
+    const lines = sides.original.split("\n").length + sides.modified.split("\n").length;
+    const cap = DIFF_MAX_LINES * DIFF_LINE_HEIGHT;
+    item.diffHost.style.height = `${Math.min(Math.max(lines, 3) * DIFF_LINE_HEIGHT, cap) + 2}px`;
     const language = languageFor(monaco, step.path);
-    const original = monaco.editor.createModel(sides.original, language);
-    const modified = monaco.editor.createModel(sides.modified, language);
-    const diff = monaco.editor.createDiffEditor(item.diffHost, {
-      automaticLayout: true, readOnly: true, originalEditable: false, renderSideBySide: false,
-      minimap: { enabled: false }, scrollBeyondLastLine: false, lineNumbers: "off", folding: false,
-      glyphMargin: false, renderOverviewRuler: false, overviewRulerLanes: 0, fontSize: 12,
-      lineHeight: DIFF_LINE_HEIGHT, renderIndicators: true, contextmenu: false,
+    const host = item.diffHost;
+    const options = {
+      automaticLayout: true, readOnly: true, minimap: { enabled: false }, scrollBeyondLastLine: false,
+      lineNumbers: "off", folding: false, glyphMargin: false, renderOverviewRuler: false,
+      overviewRulerLanes: 0, fontSize: 12, lineHeight: DIFF_LINE_HEIGHT, wordWrap: "on", contextmenu: false,
       scrollbar: { alwaysConsumeMouseWheel: false, verticalScrollbarSize: 8, horizontalScrollbarSize: 8 },
       ariaLabel: `Proposed change to ${step.path}`,
+    };
+    const fit = (editor) => editor.onDidContentSizeChange((event) => {
+      if (event.contentHeightChanged) host.style.height = `${Math.min(event.contentHeight, cap) + 2}px`;
+    });
+    if (!sides.original) {
+      const modified = monaco.editor.createModel(sides.modified.replace(/\n$/, ""), language);
+      // Nothing before (a new file): every line is added. Monaco's diff editor shows an empty
+      // left side as one deleted empty line, so this is a plain read-only editor with the
+      // diff's "inserted" look instead.
+      const editor = monaco.editor.create(host, { ...options, model: modified, lineDecorationsWidth: 14, renderLineHighlight: "none" });
+      editor.createDecorationsCollection([{
+        range: modified.getFullModelRange(),
+        options: { isWholeLine: true, className: "agent-inserted-line", linesDecorationsClassName: "agent-inserted-mark" },
+      }]);
+      fit(editor);
+      item.diff = { editor, original: null, modified, layout: () => editor.layout() };
+      return;
+    }
+    const original = monaco.editor.createModel(sides.original, language);
+    const modified = monaco.editor.createModel(sides.modified, language);
+    const diff = monaco.editor.createDiffEditor(host, {
+      ...options, originalEditable: false, renderSideBySide: false, diffWordWrap: "on",
+      renderMarginRevertIcon: false, renderIndicators: true,
     });
     diff.setModel({ original, modified });
+    fit(diff.getModifiedEditor());
     item.diff = { editor: diff, original, modified, layout: () => diff.layout() };
   }
 
   disposeDiff(item) {
     if (!item.diff) return;
     item.diff.editor.dispose();
-    item.diff.original.dispose();
+    item.diff.original?.dispose();
     item.diff.modified.dispose();
     item.diff = null;
   }
@@ -646,8 +673,7 @@ export class Agent {
     const changed = !!entry && [...entry.steps.values()].some((item) => CHANGES.has(item.step.kind) && item.step.status === "applied");
     this.el.undo.disabled = !entry || active || !changed || entry.turn.status === "undone";
     this.el.undo.title = entry && entry.turn.status === "undone" ? "This turn is undone already."
-      : changed || active ? "Put back every file this turn changed" : "This turn changed no file.";
-    this.el.state.textContent = entry && active ? (entry.turn.status === "waiting" ? "Waiting for you" : "Working…") : "";
+      : changed || active ? "Undo this turn: put back every file it changed" : "This turn changed no file.";
     this.el.pane.dataset.turnStatus = entry ? entry.turn.status : "";
   }
 
