@@ -3,7 +3,7 @@ a scripted OpenAI-compatible server streaming tool calls (``agent_script.TURN``)
 goal, accepts each diff card, runs each command, and the turn ends with the files in the workspace;
 an open tab follows the accepted change; after a reload the turn's log is back, and Undo (with
 "Restore anyway" for a file edited since) puts the workspace back. Reject leaves a file untouched.
-Makes docs/images/agent.png."""
+A question is answered in the panel, and Stop kills a running command. Makes docs/images/agent.png."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
 
 from tests.assistant import agent_script
 from tests.assistant.conftest import OPENAI_KEY
@@ -300,4 +301,37 @@ def test_reject_leaves_the_file_untouched(agent_daphne, script, page, console, s
     assert read(page, url, session_id, "calc.py")["content"] == agent_script.CALC_BUGGY
     assert page.locator("[data-testid=agent-summary]").inner_text().strip() == "I left calc.py as it was."
     assert page.locator("[data-testid=agent-undo]").is_disabled()  # the turn changed nothing
+    assert console.errors == []
+
+
+def test_a_question_is_answered_in_the_panel_and_stop_kills_the_running_command(
+    agent_daphne, script, page, console, sandboxes
+):
+    script.script = [
+        Reply("", (("ask_user", {"question": "How long should I **wait**?"}),)),
+        Reply("", (("run", {"command": "sleep 120", "timeout": 100}),)),
+        Reply("never asked"),
+    ]
+    ide(page, agent_daphne.url)
+    open_agent(page)
+    start_turn(page, "Wait a while.")
+
+    card = pending_step(page, "ask_user")
+    assert card.locator("strong").inner_text() == "wait"  # the question is markdown
+    card.locator("[data-testid=agent-answer-input]").fill("two minutes")
+    card.locator("[data-testid=agent-answer-input]").press("Enter")
+    card.locator("[data-testid=agent-answer-given]").wait_for(timeout=WAIT)
+    assert card.locator("[data-testid=agent-answer-given]").inner_text() == "two minutes"
+
+    card = pending_step(page, "run")
+    decide(page, card, "agent-run")
+    page.wait_for_selector("[data-testid=agent-step][data-kind=run][data-status=running]", timeout=WAIT)
+    assert page.locator("[data-testid=agent-start]").is_disabled()
+    page.click("[data-testid=agent-stop]")
+    wait_turn(page, "stopped")
+    page.wait_for_selector("[data-testid=agent-stop]", state="hidden")
+    expect(card).to_have_attribute("data-status", "ran", timeout=WAIT)
+    assert page.locator("[data-testid=agent-turn-error]").count() == 0  # Stop is no error
+    assert page.locator("[data-testid=agent-start]").is_enabled()
+    assert len(script.requests) == 2  # the model was not asked again
     assert console.errors == []
