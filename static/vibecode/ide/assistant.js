@@ -111,7 +111,8 @@ function textElement(text) {
 }
 
 export class Assistant {
-  constructor({ sessionId, editors, lastRun, onLayout }) {
+  constructor({ sessionId, editors, lastRun, onLayout, agent }) {
+    this.agent = agent || null; // agent mode (agent.js), beside this chat
     this.base = `/api/vibecode/sessions/${encodeURIComponent(sessionId)}/assistant`;
     this.editors = editors;
     this.lastRun = lastRun;
@@ -153,7 +154,7 @@ export class Assistant {
     }
     this.el.panel.classList.toggle("ready", this.ready);
     for (const control of [this.el.explain, this.el.fix, this.el.input, this.el.send]) control.disabled = !this.ready;
-    await this.load();
+    await Promise.all([this.load(), this.agent ? this.agent.init({ configured: this.ready }) : null]);
   }
 
   setOpen(open, { remember = true } = {}) {
@@ -162,7 +163,7 @@ export class Assistant {
     this.el.toggle.setAttribute("aria-expanded", String(open));
     if (remember) localStorage.setItem("vibecode.assistantOpen", open ? "1" : "0");
     this.onLayout();
-    if (open && this.ready) this.el.input.focus();
+    if (open && this.ready) (this.agent && this.agent.mode === "agent" ? this.agent.el.goal : this.el.input).focus();
   }
 
   async load() {

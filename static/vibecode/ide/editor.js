@@ -60,7 +60,9 @@ export class Editors {
   showEmpty() {
     const empty = this.open.size === 0;
     this.emptyEl.hidden = !empty;
-    this.editor.getDomNode().style.visibility = empty ? "hidden" : "visible";
+    // Without a model (the last tab closed) Monaco has no view and getDomNode() is null.
+    const node = this.editor.getDomNode();
+    if (node) node.style.visibility = empty ? "hidden" : "visible";
   }
 
   async openFile(path, line, column = 1) {

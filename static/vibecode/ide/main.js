@@ -1,6 +1,7 @@
 // The IDE page: wires the explorer, editors, terminals, Run, search and the status bar.
 
 import { ApiError, sessionApi } from "./api.js";
+import { Agent } from "./agent.js";
 import { Assistant } from "./assistant.js";
 import { Editors, loadMonaco } from "./editor.js";
 import { Explorer } from "./explorer.js";
@@ -221,8 +222,9 @@ async function start() {
     },
   });
 
+  const agent = new Agent({ sessionId: data.sessionId, editors, explorer });
   const assistant = new Assistant({
-    sessionId: data.sessionId, editors, lastRun: getLastRun, onLayout: () => terminals.fitAll(),
+    sessionId: data.sessionId, editors, lastRun: getLastRun, onLayout: () => terminals.fitAll(), agent,
   });
   assistant.init();
 
