@@ -17,7 +17,6 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -25,14 +24,11 @@ from django.conf import settings
 from core_app.errors import DomainError
 from lsp_app import services as bridges
 from lsp_app.servers import language_server_get
-from sessions_app import selectors
 from sessions_app import services as sessions
-from sessions_app.errors import SessionNotFound
 from sessions_app.models import Session
-from terminal_app import limits
-from terminal_app.auth import terminal_user
+from terminal_app.auth import handshake_check
 from terminal_app.notify import terminal_group
-from terminal_app.security import origin_present, ws_refusal_record
+from terminal_app.security import ws_refusal_record
 from terminal_app.transport import SCOPE_KEY as WRITE_BUFFER
 
 logger = logging.getLogger(__name__)
@@ -67,29 +63,15 @@ class LanguageServerConsumer(AsyncWebsocketConsumer):
         params = {key: values[0] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
         public_id = params.get("session_id", "")
         server = language_server_get(params.get("language", ""))
-        if await sync_to_async(limits.handshake_ip_limited, thread_sensitive=False)(scope=self.scope):
+        bad_language = "" if server is not None else "unknown language"
+        handshake = await handshake_check(scope=self.scope, params=params, bad_request=bad_language)
+        if handshake.rate_limited:
             await self._close_with("rate_limited", "Too many connections; retry shortly.", CLOSE_RATE_LIMITED)
             return
-        user = await database_sync_to_async(terminal_user)(
-            scope_user=self.scope.get("user"),
-            token=params.get("token", ""),
-            ticket=params.get("ticket", ""),
-            session_public_id=public_id,
-            cookie_allowed=origin_present(self.scope),
-        )
-        if user is None or server is None:
-            await self._refuse("no valid credential" if user is None else "unknown language", public_id)
+        if handshake.session is None or server is None:
+            await self._refuse(handshake.refusal, public_id)
             return
-        if await sync_to_async(limits.handshake_user_limited, thread_sensitive=False)(user_id=user.pk):
-            await self._close_with("rate_limited", "Too many connections; retry shortly.", CLOSE_RATE_LIMITED)
-            return
-        try:
-            self.session: Session = await database_sync_to_async(selectors.session_get)(
-                user=user, public_id=public_id
-            )
-        except SessionNotFound:
-            await self._refuse("unknown session or not the owner's", public_id)
-            return
+        self.session: Session = handshake.session
         await self.accept()
         if self.session.status != Session.Status.RUNNING:
             message = f"The session is {self.session.status}. Resume it for language features."

@@ -22,14 +22,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core_app.errors import DomainError
-from sessions_app import selectors, services
-from sessions_app.errors import SessionNotFound
+from sessions_app import services
 from sessions_app.models import Session
 from terminal_app import limits
 from terminal_app import services as terminals
-from terminal_app.auth import terminal_user
+from terminal_app.auth import handshake_check
 from terminal_app.notify import terminal_group
-from terminal_app.security import origin_present, ws_refusal_record
+from terminal_app.security import ws_refusal_record
 from terminal_app.transport import SCOPE_KEY as WRITE_BUFFER
 
 logger = logging.getLogger(__name__)
@@ -99,31 +98,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         params = {key: values[0] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
         self.terminal_id = params.get("terminal_id", "main")
         public_id = params.get("session_id", "")
-        if await sync_to_async(limits.handshake_ip_limited, thread_sensitive=False)(scope=self.scope):
+        bad_id = "" if terminals.TERMINAL_ID.match(self.terminal_id) else "bad terminal id"
+        handshake = await handshake_check(scope=self.scope, params=params, bad_request=bad_id)
+        if handshake.rate_limited:
             await self._rate_limited()
             return
-        user = await database_sync_to_async(terminal_user)(
-            scope_user=self.scope.get("user"),
-            token=params.get("token", ""),
-            ticket=params.get("ticket", ""),
-            session_public_id=public_id,
-            # Without an Origin header a browser's cookie cannot be told from a forged request,
-            # so only an explicit credential (a JWT or a ticket) is taken then.
-            cookie_allowed=origin_present(self.scope),
-        )
-        if user is None or not terminals.TERMINAL_ID.match(self.terminal_id):
-            await self._refuse("no valid credential" if user is None else "bad terminal id", public_id)
+        if handshake.user is None or handshake.session is None:
+            await self._refuse(handshake.refusal, public_id)
             return
-        if await sync_to_async(limits.handshake_user_limited, thread_sensitive=False)(user_id=user.pk):
-            await self._rate_limited()
-            return
-        try:
-            self.session: Session = await database_sync_to_async(selectors.session_get)(
-                user=user, public_id=public_id
-            )
-        except SessionNotFound:
-            await self._refuse("unknown session or not the owner's", public_id)
-            return
+        user, self.session = handshake.user, handshake.session
         await self.accept()
         if self.session.status != Session.Status.RUNNING:
             await self._status(

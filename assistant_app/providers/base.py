@@ -92,6 +92,17 @@ class ModelReply:
     stop_reason: str = ""
 
 
+def function_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    """``tools`` in the function-calling shape that OpenAI's API and Ollama's both take."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in tools
+    ]
+
+
 def parse_arguments(raw: str | dict[str, Any] | None) -> tuple[dict[str, Any], str]:
     """A tool call's arguments as a dict, or ``({}, the raw text)`` when they are not an object."""
     if isinstance(raw, dict):

@@ -22,6 +22,7 @@ from assistant_app.providers.base import (
     ModelReply,
     ToolCall,
     ToolSpec,
+    function_tools,
     parse_arguments,
 )
 
@@ -48,6 +49,21 @@ class OllamaProvider(HttpProvider):
         super().__init__(base_url=base_url)
         self.max_tokens = max_tokens
 
+    def _objects(self, lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+        """The stream's lines as objects; an error line raises."""
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                raise self._fail(ProviderError, "Ollama sent a line that is not JSON.") from None
+            if not isinstance(data, dict):
+                continue
+            if data.get("error"):
+                raise self.stream_error(str(data["error"]))
+            yield data
+
     def stream(self, messages: Sequence[ChatMessage], *, model: str, timeout: float) -> Iterator[str]:
         body = {
             "model": model,
@@ -56,17 +72,7 @@ class OllamaProvider(HttpProvider):
             "options": {"num_predict": self.max_tokens},
         }
         with closing(self.post_lines("/api/chat", body, timeout=timeout)) as lines:
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except ValueError:
-                    raise self._fail(ProviderError, "Ollama sent a line that is not JSON.") from None
-                if not isinstance(data, dict):
-                    continue
-                if data.get("error"):
-                    raise self.stream_error(str(data["error"]))
+            for data in self._objects(lines):
                 text = (data.get("message") or {}).get("content") or ""
                 if text:
                     yield text
@@ -88,30 +94,14 @@ class OllamaProvider(HttpProvider):
         body = {
             "model": model,
             "messages": [wire_message(message) for message in messages],
-            "tools": [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
-                }
-                for t in tools
-            ],
+            "tools": function_tools(tools),
             "stream": True,
             "options": {"num_predict": max_tokens},
         }
         reply = ModelReply()
         text: list[str] = []
         with closing(self.post_lines("/api/chat", body, timeout=timeout)) as lines:
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except ValueError:
-                    raise self._fail(ProviderError, "Ollama sent a line that is not JSON.") from None
-                if not isinstance(data, dict):
-                    continue
-                if data.get("error"):
-                    raise self.stream_error(str(data["error"]))
+            for data in self._objects(lines):
                 message = data.get("message") or {}
                 if message.get("content"):
                     text.append(message["content"])

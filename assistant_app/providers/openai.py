@@ -22,6 +22,7 @@ from assistant_app.providers.base import (
     ToolCall,
     ToolSpec,
     error_message,
+    function_tools,
     parse_arguments,
     server_sent_events,
 )
@@ -53,17 +54,9 @@ class OpenAIProvider(HttpProvider):
         }
         finished = False
         with closing(self.post_lines("/chat/completions", body, timeout=timeout)) as lines:
-            for event in server_sent_events(lines):
-                if event.data.strip() == "[DONE]":
+            for data in self._chunks(lines):
+                if data is None:
                     return
-                try:
-                    data = json.loads(event.data)
-                except ValueError:
-                    raise self._fail(ProviderError, f"{self.label} sent an event that is not JSON.") from None
-                if not isinstance(data, dict):
-                    continue
-                if data.get("error"):
-                    raise self.stream_error(error_message(event.data))
                 for choice in data.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
@@ -71,6 +64,22 @@ class OpenAIProvider(HttpProvider):
                     finished = finished or bool(choice.get("finish_reason"))
         if not finished:  # some servers end with a finish_reason and no [DONE]: that is complete
             raise self.disconnected()
+
+    def _chunks(self, lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
+        """The stream's chunks as objects, then None for ``[DONE]``; an error chunk raises."""
+        for event in server_sent_events(lines):
+            if event.data.strip() == "[DONE]":
+                yield None
+                return
+            try:
+                data = json.loads(event.data)
+            except ValueError:
+                raise self._fail(ProviderError, f"{self.label} sent an event that is not JSON.") from None
+            if not isinstance(data, dict):
+                continue
+            if data.get("error"):
+                raise self.stream_error(error_message(event.data))
+            yield data
 
     def complete_with_tools(
         self,
@@ -86,13 +95,7 @@ class OpenAIProvider(HttpProvider):
         body: dict[str, Any] = {
             "model": model,
             "messages": [wire_message(message) for message in messages],
-            "tools": [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
-                }
-                for t in tools
-            ],
+            "tools": function_tools(tools),
             "tool_choice": "auto",
             "stream": True,
             "max_tokens": max_tokens,
@@ -102,18 +105,10 @@ class OpenAIProvider(HttpProvider):
         calls: dict[int, dict[str, Any]] = {}
         finished = False
         with closing(self.post_lines("/chat/completions", body, timeout=timeout)) as lines:
-            for event in server_sent_events(lines):
-                if event.data.strip() == "[DONE]":
+            for data in self._chunks(lines):
+                if data is None:
                     finished = True
                     break
-                try:
-                    data = json.loads(event.data)
-                except ValueError:
-                    raise self._fail(ProviderError, f"{self.label} sent an event that is not JSON.") from None
-                if not isinstance(data, dict):
-                    continue
-                if data.get("error"):
-                    raise self.stream_error(error_message(event.data))
                 usage = data.get("usage") or {}
                 reply.input_tokens = int(usage.get("prompt_tokens") or reply.input_tokens)
                 reply.output_tokens = int(usage.get("completion_tokens") or reply.output_tokens)
