@@ -29,11 +29,13 @@ sys.path[:] = [p for p in sys.path if p and p.startswith("/usr/") and not p.star
 import base64
 import ctypes
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import queue
 import select
+import selectors
 import shutil
 import signal
 import socket
@@ -2399,12 +2401,730 @@ def lsp(language, argv):
         to_backend({"jsonrpc": "2.0", "method": "$/vibecode/exited", "params": {"code": code}}, last=True)
 
 
+# --- terminals: one PTY host per sandbox, and the attach clients that relay to it ---------------
+#
+# ``pty-host`` (started by the first ``pty-attach``, never by the backend directly) owns one PTY
+# per terminal id, each running a login bash in /workspace, and keeps the last PTY_RING bytes of
+# each terminal's output so that every attach (a reload, a second tab) rebuilds the screen and the
+# scrollback from it. It listens on an abstract unix socket: there is no file to delete or
+# replace, and binding the name is the one-host-per-sandbox lock. ``pty-attach <id> <cols>
+# <rows>`` is what the backend runs (an exec without a TTY): it relays between its stdio and the
+# host. Wire (docs/terminal-protocol.md): frames of 1 kind byte, a 4-byte big-endian length and
+# the payload, both on the socket and on the attach's stdin; the attach's stdout carries the
+# terminal's output bytes as they are, its stderr one JSON line per event (exit, error).
+
+PTY_ADDRESS = b"\0vibecode-pty"
+PTY_TITLE = "vibecode-pty"
+PTY_MAX_TERMINALS = 128
+PTY_RING = 1024 * 1024
+PTY_HIGH_WATER = 256 * 1024  # an attach with more queued stops the PTY's reads
+PTY_STUCK_SECONDS = 5.0  # an attach that takes nothing for this long is disconnected
+PTY_FRAME_MAX = 1024 * 1024 + 64
+PTY_READ = 64 * 1024
+PTY_INPUT_MAX = 1024 * 1024  # keystrokes queued for a program that does not read its input
+PTY_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+# A full-screen program switches to the alternate screen with one of these (and back with "l").
+PTY_ALT_ON = (b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h")
+PTY_ALT_OFF = (b"\x1b[?1049l", b"\x1b[?1047l", b"\x1b[?47l")
+TIOCSWINSZ = 0x5414
+
+
+def pty_frame(kind, payload=b""):
+    return kind + struct.pack(">I", len(payload)) + payload
+
+
+def pty_frames(buffer):
+    """Complete frames at the start of ``buffer`` (a bytearray, consumed), as (kind, payload).
+    Raises ValueError on a frame longer than PTY_FRAME_MAX."""
+    frames = []
+    while len(buffer) >= 5:
+        (size,) = struct.unpack_from(">I", buffer, 1)
+        if size > PTY_FRAME_MAX:
+            raise ValueError("frame too long")
+        if len(buffer) < 5 + size:
+            break
+        frames.append((bytes(buffer[:1]), bytes(buffer[5 : 5 + size])))
+        del buffer[: 5 + size]
+    return frames
+
+
+def pty_valid_id(value):
+    return isinstance(value, str) and 1 <= len(value) <= 32 and set(value) <= PTY_ID_CHARS
+
+
+def pty_size(args):
+    try:
+        cols, rows = int(args.get("cols", 80)), int(args.get("rows", 24))
+    except (TypeError, ValueError, AttributeError):
+        return 80, 24
+    return max(2, min(1000, cols)), max(2, min(500, rows))
+
+
+def _session_members(sid):
+    """Pids of the processes in session ``sid`` (a terminal's shell and all it started)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and fields[3] == str(sid).encode():
+            pids.append(int(name))
+    return pids
+
+
+class _PtyTerminal:
+    def __init__(self, terminal_id, pid, fd, cols, rows):
+        self.id = terminal_id
+        self.pid = pid
+        self.fd = fd
+        self.cols, self.rows = cols, rows
+        self.created = int(time.time())
+        self.ring = bytearray()
+        self.total = 0  # bytes of output ever; the ring holds the last len(ring) of them
+        self.alt = False  # a full-screen program has the alternate screen
+        self.alt_at = -1  # where (in ``total`` terms) it switched to it
+        self.tail = b""  # the last bytes of output, for sequences split between two reads
+        self.clients = set()
+        self.pending = bytearray()  # input the PTY has not taken yet
+        self.reading = True
+        self.eof = False
+        self.ended = False
+
+    def record(self, data):
+        joined = self.tail + data
+        base = self.total - len(self.tail)
+        on = max(joined.rfind(seq) for seq in PTY_ALT_ON)
+        off = max(joined.rfind(seq) for seq in PTY_ALT_OFF)
+        if on > off:
+            self.alt, self.alt_at = True, base + on
+        elif off > on:
+            self.alt = False
+        self.tail = joined[-7:]
+        self.total += len(data)
+        self.ring += data
+        if len(self.ring) > PTY_RING:
+            del self.ring[: len(self.ring) - PTY_RING]
+
+    def replay(self):
+        """The output to send a new attach first, and whether the screen needs a redraw."""
+        data = bytes(self.ring)
+        cut = self.total > len(self.ring)
+        if cut:  # begin at a line, never inside an escape sequence or a character
+            start = data.find(b"\n")
+            data = data[start + 1 :] if 0 <= start < 64 * 1024 else data
+        if self.alt and self.alt_at < self.total - len(data):
+            # The program's switch to the alternate screen fell out of the ring: switch, and
+            # have it draw its screen again.
+            return b"\x1b[?1049h\x1b[H\x1b[2J", True
+        return data, False
+
+
+class _PtyClient:
+    def __init__(self, sock):
+        self.sock = sock
+        self.inbox = bytearray()
+        self.outbox = []
+        self.offset = 0  # sent of outbox[0]
+        self.queued = 0
+        self.since = time.monotonic()  # the last time it took something, or had nothing queued
+        self.born = self.since
+        self.terminal = None
+        self.closing = False  # close once the outbox is sent
+
+    def push(self, data):
+        if not self.queued:
+            self.since = time.monotonic()
+        self.outbox.append(data)
+        self.queued += len(data)
+
+
+class PtyHost:
+    def __init__(self, listener):
+        self.selector = selectors.DefaultSelector()
+        self.events = selectors
+        self.listener = listener
+        self.terminals = {}
+        self.by_pid = {}
+        self.timers = []  # (when, function)
+        self.clients = set()
+        self.listener.setblocking(False)
+        self.selector.register(listener, selectors.EVENT_READ, ("listen", None))
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+
+    # --- the loop ---
+
+    def run(self):
+        while True:
+            timeout = 1.0
+            if self.timers:
+                timeout = max(0.0, min(timeout, min(when for when, _ in self.timers) - time.monotonic()))
+            for key, mask in self.selector.select(timeout):
+                kind, thing = key.data
+                try:
+                    if kind == "listen":
+                        self.accept()
+                    elif kind == "wake":
+                        while True:
+                            try:
+                                if not os.read(self.wake_r, 512):
+                                    break
+                            except BlockingIOError:
+                                break
+                        self.reap()
+                    elif kind == "pty":
+                        if mask & self.events.EVENT_WRITE:
+                            self.write_input(thing)
+                        if mask & self.events.EVENT_READ:
+                            self.read_output(thing)
+                    elif kind == "client":
+                        if mask & self.events.EVENT_WRITE:
+                            self.flush(thing)
+                        if mask & self.events.EVENT_READ and thing.sock.fileno() >= 0:
+                            self.receive(thing)
+                except Exception as exc:  # one bad terminal or client never takes the host down
+                    sys.stderr.write(f"pty host: {type(exc).__name__}: {exc}\n")
+                    if kind == "client":
+                        self.drop(thing)
+            self.reap()
+            now = time.monotonic()
+            due = [item for item in self.timers if item[0] <= now]
+            self.timers = [item for item in self.timers if item[0] > now]
+            for _, function in due:
+                try:
+                    function()
+                except Exception as exc:
+                    sys.stderr.write(f"pty host timer: {type(exc).__name__}: {exc}\n")
+            for client in list(self.clients):
+                if client.queued and now - client.since > PTY_STUCK_SECONDS:
+                    self.drop(client)  # a viewer that stopped reading: the others go on
+                elif client.terminal is None and not client.closing and now - client.born > 10:
+                    self.drop(client)  # connected and never said what for
+
+    def watch(self, fileobj, events, data):
+        try:
+            key = self.selector.get_key(fileobj)
+        except KeyError:
+            key = None
+        if key is None:
+            if events:
+                self.selector.register(fileobj, events, data)
+        elif not events:
+            self.selector.unregister(fileobj)
+        elif key.events != events:
+            self.selector.modify(fileobj, events, data)
+
+    # --- clients ---
+
+    def accept(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # out of fds: the next round tries again
+            sock.setblocking(False)
+            client = _PtyClient(sock)
+            self.clients.add(client)
+            self.watch(sock, self.events.EVENT_READ, ("client", client))
+
+    def drop(self, client):
+        self.clients.discard(client)
+        terminal, client.terminal = client.terminal, None
+        if terminal is not None:
+            terminal.clients.discard(client)
+            self.flow(terminal)
+        try:
+            self.selector.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
+
+    def send(self, client, data):
+        client.push(data)
+        self.flush(client)
+
+    def flush(self, client):
+        while client.outbox:
+            head = client.outbox[0]
+            try:
+                sent = client.sock.send(memoryview(head)[client.offset :])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.drop(client)
+                return
+            client.since = time.monotonic()
+            client.offset += sent
+            client.queued -= sent
+            if client.offset == len(head):
+                client.outbox.pop(0)
+                client.offset = 0
+        if not client.outbox and client.closing:
+            self.drop(client)
+            return
+        events = (0 if client.closing else self.events.EVENT_READ) | (
+            self.events.EVENT_WRITE if client.outbox else 0
+        )
+        self.watch(client.sock, events, ("client", client))
+        if client.terminal is not None:
+            self.flow(client.terminal)
+
+    def receive(self, client):
+        try:
+            data = client.sock.recv(PTY_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(client)
+            return
+        client.inbox += data
+        try:
+            frames = pty_frames(client.inbox)
+        except ValueError:
+            self.drop(client)
+            return
+        for kind, payload in frames:
+            if client.sock.fileno() < 0 or client.closing:
+                return
+            self.handle(client, kind, payload)
+
+    def error(self, client, code, detail):
+        client.closing = True
+        self.send(client, pty_frame(b"E", json.dumps({"code": code, "detail": detail}).encode()))
+
+    def handle(self, client, kind, payload):
+        terminal = client.terminal
+        if terminal is None:
+            try:
+                args = json.loads(payload) if kind in (b"A", b"K") else {}
+                if not isinstance(args, dict):
+                    raise ValueError
+            except ValueError:
+                self.error(client, "bad_frame", "Expected a JSON object.")
+                return
+            if kind == b"A":
+                self.attach(client, args)
+            elif kind == b"L":
+                client.closing = True
+                listing = [
+                    {"terminal_id": t.id, "created": t.created, "attached": len(t.clients)}
+                    for t in self.terminals.values()
+                    if not t.ended
+                ]
+                self.send(client, pty_frame(b"J", json.dumps(listing).encode()))
+            elif kind == b"K":
+                found = self.terminals.get(args.get("id"))
+                if found is not None and not found.ended:
+                    self.hang_up(found)
+                client.closing = True
+                self.send(client, pty_frame(b"J", json.dumps({"closed": found is not None}).encode()))
+            else:
+                self.error(client, "bad_frame", "Attach first.")
+            return
+        if kind == b"I":
+            if len(terminal.pending) + len(payload) <= PTY_INPUT_MAX:
+                terminal.pending += payload
+            self.write_input(terminal)
+        elif kind == b"R" and len(payload) == 4:
+            cols, rows = struct.unpack(">HH", payload)
+            self.resize(terminal, max(2, min(1000, cols)), max(2, min(500, rows)))
+        elif kind == b"C":
+            self.hang_up(terminal)
+        else:
+            self.error(client, "bad_frame", f"Unknown frame {kind!r}.")
+
+    def attach(self, client, args):
+        terminal_id = args.get("id")
+        if not pty_valid_id(terminal_id):
+            self.error(client, "invalid_terminal_id", "A terminal id is 1 to 32 letters, digits, '-' or '_'.")
+            return
+        cols, rows = pty_size(args)
+        terminal = self.terminals.get(terminal_id)
+        if terminal is None or terminal.ended:
+            if sum(1 for t in self.terminals.values() if not t.ended) >= PTY_MAX_TERMINALS:
+                self.error(
+                    client, "too_many_terminals", f"A workspace has at most {PTY_MAX_TERMINALS} terminals."
+                )
+                return
+            try:
+                terminal = self.spawn(terminal_id, cols, rows)
+            except OSError as exc:
+                self.error(client, "terminal_failed", f"Could not start a shell: {exc.strerror or exc}")
+                return
+        client.terminal = terminal
+        terminal.clients.add(client)
+        replay, redraw = terminal.replay()
+        if replay:
+            self.send(client, pty_frame(b"O", replay))
+        if (cols, rows) != (terminal.cols, terminal.rows):
+            self.resize(terminal, cols, rows)  # the last attach's size wins
+        elif redraw:
+            self.nudge(terminal)
+
+    # --- terminals ---
+
+    def spawn(self, terminal_id, cols, rows):
+        env = {key: value for key, value in USER_ENV.items() if key != RUN_MARKER}
+        env.update({"TERM": "xterm-256color", "COLORTERM": "truecolor"})
+        env.setdefault("LANG", "C.UTF-8")
+        pid, fd = os.forkpty()
+        if pid == 0:  # the child: a new session whose controlling terminal is the PTY
+            try:
+                signal.set_wakeup_fd(-1)
+                for number in (signal.SIGPIPE, signal.SIGCHLD, signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+                    signal.signal(number, signal.SIG_DFL)
+                fcntl_ioctl(0, TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                try:
+                    os.chdir(ROOT)
+                except OSError:
+                    os.chdir(env.get("HOME") or "/")
+                os.execve("/bin/bash", ["bash", "-l"], env)  # noqa: S606 (the login shell itself)
+            finally:
+                os._exit(127)
+        os.set_blocking(fd, False)
+        terminal = _PtyTerminal(terminal_id, pid, fd, cols, rows)
+        self.terminals[terminal_id] = terminal
+        self.by_pid[pid] = terminal
+        self.watch(fd, self.events.EVENT_READ, ("pty", terminal))
+        return terminal
+
+    def flow(self, terminal):
+        """Read the PTY only while no attach has more than PTY_HIGH_WATER queued."""
+        if terminal.eof or terminal.ended:
+            return
+        reading = not any(client.queued > PTY_HIGH_WATER for client in terminal.clients)
+        terminal.reading = reading
+        events = (self.events.EVENT_READ if reading else 0) | (
+            self.events.EVENT_WRITE if terminal.pending else 0
+        )
+        self.watch(terminal.fd, events, ("pty", terminal))
+
+    def read_output(self, terminal):
+        chunks = []
+        size = 0
+        while size < 4 * PTY_READ:
+            try:
+                data = os.read(terminal.fd, PTY_READ)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # EIO: every process holding the PTY's other side has gone
+                data = b""
+            if not data:
+                terminal.eof = True
+                self.watch(terminal.fd, 0, None)
+                break
+            chunks.append(data)
+            size += len(data)
+        if not chunks:
+            return
+        data = b"".join(chunks)
+        terminal.record(data)
+        frame = pty_frame(b"O", data)
+        for client in list(terminal.clients):
+            self.send(client, frame)
+        self.flow(terminal)
+
+    def write_input(self, terminal):
+        if terminal.pending and not terminal.ended:
+            try:
+                written = os.write(terminal.fd, terminal.pending)
+                del terminal.pending[:written]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                terminal.pending.clear()
+        self.flow(terminal)
+
+    def resize(self, terminal, cols, rows):
+        terminal.cols, terminal.rows = cols, rows
+        if not terminal.ended:
+            fcntl_ioctl(terminal.fd, TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def nudge(self, terminal):
+        """Make a full-screen program draw its screen again: a size one row short, then its own."""
+        fcntl_ioctl(
+            terminal.fd, TIOCSWINSZ, struct.pack("HHHH", max(1, terminal.rows - 1), terminal.cols, 0, 0)
+        )
+
+        def back():
+            if not terminal.ended:
+                self.resize(terminal, terminal.cols, terminal.rows)
+
+        self.timers.append((time.monotonic() + 0.05, back))
+
+    def hang_up(self, terminal):
+        """End a terminal's shell and everything in its session: a hangup, then SIGKILL."""
+        for pid in [terminal.pid, *_session_members(terminal.pid)]:
+            try:
+                os.kill(pid, signal.SIGHUP)
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+
+        def kill():
+            for pid in _session_members(terminal.pid) + ([] if terminal.ended else [terminal.pid]):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+        self.timers.append((time.monotonic() + 0.5, kill))
+
+    def reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            terminal = self.by_pid.pop(pid, None)
+            if terminal is not None:
+                self.ended(terminal, os.waitstatus_to_exitcode(status))
+
+    def ended(self, terminal, code):
+        if not terminal.eof:
+            self.read_output(terminal)  # what it printed last
+        code = code if code >= 0 else 128 - code
+        terminal.ended = True
+        if self.terminals.get(terminal.id) is terminal:
+            del self.terminals[terminal.id]
+        try:
+            self.selector.unregister(terminal.fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(terminal.fd)
+        frame = pty_frame(b"X", json.dumps({"code": code}).encode())
+        for client in list(terminal.clients):
+            client.closing = True
+            self.send(client, frame)
+
+
+def fcntl_ioctl(fd, request, data):
+    try:
+        fcntl.ioctl(fd, request, data)
+    except OSError:
+        pass
+
+
+def pty_host(listen_fd):
+    with open("/proc/self/comm", "w") as handle:
+        handle.write(PTY_TITLE)
+    listener = socket.socket(fileno=listen_fd)
+    listener.set_inheritable(False)
+    PtyHost(listener).run()
+
+
+def _own_program():
+    """The program this process runs (the text after ``-c`` in its command line)."""
+    with open("/proc/self/cmdline", "rb") as handle:
+        argv = handle.read().split(b"\0")
+    return argv[argv.index(b"-c") + 1]
+
+
+def _start_pty_host(listener):
+    """Fork the host off (a new session, no stdio of ours) with the bound, listening socket.
+
+    It runs this same program from a memory file under a neutral name, ``vibecode-pty``, so its
+    command line carries neither ``python3`` nor ``bash`` (a user's ``pkill -f python3`` or
+    ``pkill -f bash`` ends their own programs, not the terminals' host)."""
+    program = os.memfd_create(PTY_TITLE, 0)
+    os.write(program, _own_program())
+    listener.set_inheritable(True)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            python = sys.executable or "/usr/bin/python3"
+            # With an argv[0] that is no path, Python looks for its library from the current
+            # directory: from "/" it would find /lib (a link to /usr/lib) and call it home.
+            os.chdir(os.path.dirname(python))
+            argv = [PTY_TITLE, "-I", "-u", f"/proc/self/fd/{program}", "pty-host", str(listener.fileno())]
+            os.execve(python, argv, dict(USER_ENV))  # noqa: S606 (this program, renamed)
+        finally:
+            os._exit(127)
+    os.waitpid(pid, 0)
+    os.close(program)
+
+
+def pty_connect(*, start=True, timeout=5.0):
+    """A connection to the sandbox's PTY host, starting it when there is none (if ``start``).
+    Race-safe: whoever binds the name starts the host; the others connect to it. None when
+    there is no host and ``start`` is false."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(PTY_ADDRESS)
+            return sock
+        except (ConnectionRefusedError, FileNotFoundError):
+            sock.close()
+        if not start:
+            return None
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(PTY_ADDRESS)
+        except OSError:  # another attach is starting it
+            listener.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        listener.listen(128)
+        _start_pty_host(listener)
+        listener.close()
+
+
+def _pty_request(kind, payload):
+    """One question to a running host (list, close); None when there is no host."""
+    sock = pty_connect(start=False)
+    if sock is None:
+        return None
+    with sock:
+        sock.settimeout(10)
+        sock.sendall(pty_frame(kind, payload))
+        buffer = bytearray()
+        while True:
+            data = sock.recv(PTY_READ)
+            if not data:
+                return None
+            buffer += data
+            for reply_kind, reply in pty_frames(buffer):
+                if reply_kind == b"J":
+                    return json.loads(reply)
+                return None
+
+
+def op_pty_list(args, payload):
+    return {"terminals": _pty_request(b"L", b"") or []}, b""
+
+
+def op_pty_close(args, payload):
+    if not pty_valid_id(args.get("id")):
+        raise AgentError("invalid_terminal_id", "A terminal id is 1 to 32 letters, digits, '-' or '_'.")
+    reply = _pty_request(b"K", json.dumps({"id": args["id"]}).encode())
+    return {"closed": bool(reply and reply.get("closed"))}, b""
+
+
+OPERATIONS["pty_list"] = op_pty_list
+OPERATIONS["pty_close"] = op_pty_close
+
+
+def pty_attach(terminal_id, cols, rows):
+    """Relay between this process's stdio (the backend's exec) and the terminal in the host.
+    stdin: frames for the host, passed on as they are; stdout: the output bytes; stderr: a JSON
+    line per event. Ends when stdin closes (a detach: the terminal stays) or the host says the
+    terminal ended. Keystrokes never wait behind output: stdin is read whatever stdout holds."""
+    sock = pty_connect()
+    sock.sendall(pty_frame(b"A", json.dumps({"id": terminal_id, "cols": cols, "rows": rows}).encode()))
+    sock.setblocking(False)
+    os.set_blocking(0, False)
+    os.set_blocking(1, False)
+    host = sock.fileno()
+    poller = select.poll()
+    inbox = bytearray()
+    to_host = bytearray()
+    to_out = bytearray()
+
+    def finish(message):
+        os.set_blocking(1, True)
+        while to_out:
+            del to_out[: os.write(1, to_out)]
+        os.set_blocking(2, True)
+        os.write(2, json.dumps(message).encode() + b"\n")
+        sys.exit(0)
+
+    while True:
+        poller.register(0, select.POLLIN if len(to_host) < PTY_HIGH_WATER else 0)
+        poller.register(
+            host,
+            (select.POLLIN if len(to_out) < PTY_HIGH_WATER else 0) | (select.POLLOUT if to_host else 0),
+        )
+        poller.register(1, select.POLLOUT if to_out else 0)
+        for fd, mask in poller.poll():
+            if fd == 0 and mask:
+                try:
+                    data = os.read(0, PTY_READ)
+                except BlockingIOError:
+                    continue
+                if not data:  # the backend detached: the terminal stays
+                    sock.close()
+                    sys.exit(0)
+                to_host += data
+            elif fd == 1 and mask & (select.POLLOUT | select.POLLERR):
+                try:
+                    del to_out[: os.write(1, to_out)]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    sys.exit(0)  # nobody reads our output any more
+            elif fd == host:
+                if mask & select.POLLOUT and to_host:
+                    try:
+                        del to_host[: sock.send(to_host)]
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        finish({"type": "dropped"})
+                if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    try:
+                        data = sock.recv(4 * PTY_READ)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        finish({"type": "dropped"})
+                    inbox += data
+                    for kind, payload in pty_frames(inbox):
+                        if kind == b"O":
+                            to_out += payload
+                        elif kind == b"X":
+                            finish({"type": "exit", **json.loads(payload)})
+                        elif kind == b"E":
+                            finish({"type": "error", **json.loads(payload)})
+        if to_out:  # write at once what the pipe takes: no extra round through poll
+            try:
+                del to_out[: os.write(1, to_out)]
+            except BlockingIOError:
+                pass
+            except OSError:
+                sys.exit(0)
+
+
 def main():
     os.umask(0o022)
     os.chdir("/")
     # The helper's own environment is fixed and minimal; runs get the container's (USER_ENV).
     os.environ.clear()
     os.environ.update({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+    # Terminals: the PTY host and its attach clients (neither is a subreaper: orphans of the
+    # shells go to the container's init, which reaps them).
+    if len(sys.argv) == 3 and sys.argv[1] == "pty-host":
+        pty_host(int(sys.argv[2]))
+        return
+    if len(sys.argv) == 5 and sys.argv[1] == "pty-attach":
+        size = pty_size({"cols": sys.argv[3], "rows": sys.argv[4]})
+        pty_attach(sys.argv[2], *size)
+        return
     # Orphans of runs (setsid, double forks) come back to this helper, which kills them when
     # their run ends.
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

@@ -1,8 +1,8 @@
-"""The terminal WebSocket: xterm.js in the page, a tmux client in the sandbox, bytes between.
+"""The terminal WebSocket: xterm.js in the page, an attach to the sandbox's PTY host, bytes between.
 
 Thin by design: ``connect`` authenticates and loads the session through selectors,
 ``receive`` forwards keystrokes, a pump task forwards output, ``disconnect`` cancels the pump
-and closes the exec. Blocking calls (Docker API, database) run in threads; the TTY socket
+and closes the attach. Blocking calls (Docker API, database) run in threads; the attach's socket
 itself is read and written with the event loop's non-blocking socket calls.
 
 Protocol and close codes: ``docs/terminal-protocol.md``.
@@ -34,6 +34,7 @@ from terminal_app.transport import SCOPE_KEY as WRITE_BUFFER
 logger = logging.getLogger(__name__)
 
 FRAME_MAX = 64 * 1024
+READ_BYTES = 256 * 1024
 # Output the client has not acknowledged yet; past this the pump stops reading the exec socket.
 WINDOW_BYTES = 1024 * 1024
 # Output daphne holds for a client that does not read (its TCP window is full); past this the
@@ -125,7 +126,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             code = CLOSE_TOO_MANY_TERMINALS if isinstance(exc, terminals.TooManyTerminals) else CLOSE_ERROR
             await self._close_with(exc.code, exc.detail, code)
             return
-        self.sock = self.terminal.tty.sock
+        self.sock = self.terminal.stream.sock
         self.sock.setblocking(False)
         self.sent = self.acked = 0
         self.window_open = asyncio.Event()
@@ -170,31 +171,26 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     # --- output -------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        sock = self.sock
+        terminal = self.terminal
+        if terminal is None:
+            return
+        sock, stream = self.sock, terminal.stream
         loop = asyncio.get_running_loop()
         write_buffer = self.scope.get(WRITE_BUFFER)  # daphne's buffered bytes for this client
+        ending: dict[str, Any] | None = None
         try:
-            # First the pane's history (the scrollback), under the same window as the output.
-            history = self.terminal.history if self.terminal else b""
-            for start in range(0, len(history), FRAME_MAX):
-                await self.window_open.wait()
-                chunk = history[start : start + FRAME_MAX]
-                await self.send(bytes_data=chunk)
-                self.sent += len(chunk)
-                if self.sent - self.acked > WINDOW_BYTES:
-                    self.window_open.clear()
             while True:
                 await self.window_open.wait()
                 try:
-                    data = await loop.sock_recv(sock, FRAME_MAX)
+                    data = await loop.sock_recv(sock, READ_BYTES)
                 except OSError:
                     data = b""
                 if not data:
                     break
                 # Coalesce whatever else is already waiting, without waiting for more.
-                while len(data) < FRAME_MAX:
+                while len(data) < READ_BYTES:
                     try:
-                        more = sock.recv(FRAME_MAX - len(data))
+                        more = sock.recv(READ_BYTES - len(data))
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
@@ -202,34 +198,51 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                     if not more:
                         break
                     data += more
-                # Acks say what the client processed, not that the bytes left this server: a
-                # client that acks without reading still stops the flow here, this frame held.
-                while write_buffer is not None and write_buffer() > WRITE_BUFFER_BYTES:
-                    await asyncio.sleep(WRITE_BUFFER_POLL_SECONDS)
-                await self.send(bytes_data=data)
-                self.sent += len(data)
+                try:
+                    output, events = stream.decode(data)
+                except ValueError as exc:  # the sandbox user can write anything there
+                    logger.warning("terminal of session %s: %s", self.session.public_id, exc)
+                    break
+                # The attach ends right after an event; its last output may still be on the way.
+                ending = ending or (events[0] if events else None)
+                for start in range(0, len(output), FRAME_MAX):
+                    # Acks say what the client processed, not that the bytes left this server: a
+                    # client that acks without reading still stops the flow here.
+                    while write_buffer is not None and write_buffer() > WRITE_BUFFER_BYTES:
+                        await asyncio.sleep(WRITE_BUFFER_POLL_SECONDS)
+                    chunk = output[start : start + FRAME_MAX]
+                    await self.send(bytes_data=chunk)
+                    self.sent += len(chunk)
                 if self.sent - self.acked > WINDOW_BYTES:
                     self.window_open.clear()
         except asyncio.CancelledError:
             raise
-        await self._ended()
+        await self._ended(ending)
 
-    async def _ended(self) -> None:
-        """The tmux client exited: the shell ended, or the session stopped under it."""
+    async def _ended(self, ending: dict[str, Any] | None) -> None:
+        """The attach ended: the shell exited, the terminal could not be opened, the PTY host
+        dropped it (a viewer that took nothing for seconds, a host that died), or the session
+        stopped under it."""
         session = await database_sync_to_async(Session.objects.filter(pk=self.session.pk).first)()
         if session is None or session.status != Session.Status.RUNNING:
             status = "deleted" if session is None else session.status
             await self._status(status, f"The session was {status}.")
             await self.close(code=CLOSE_SESSION_STOPPED)
             return
-        terminal = self.terminal
-        code = (
-            await sync_to_async(terminals.terminal_exit_code, thread_sensitive=False)(terminal=terminal)
-            if terminal
-            else None
-        )
-        await self.send(text_data=json.dumps({"type": "exit", "code": code}))
-        await self.close(code=CLOSE_NORMAL)
+        kind = (ending or {}).get("type")
+        if kind == "exit":
+            code = _int((ending or {}).get("code"))
+            await self.send(text_data=json.dumps({"type": "exit", "code": code}))
+            await self.close(code=CLOSE_NORMAL)
+        elif kind == "error":
+            code = str((ending or {}).get("code") or "terminal_failed")
+            close = CLOSE_TOO_MANY_TERMINALS if code == "too_many_terminals" else CLOSE_ERROR
+            await self._close_with(code, str((ending or {}).get("detail") or "The terminal failed."), close)
+        else:
+            # The terminal itself goes on: the client reconnects and gets its replay.
+            await self._close_with(
+                "terminal_dropped", "The connection to the terminal dropped; reconnecting.", CLOSE_ERROR
+            )
 
     # --- input --------------------------------------------------------------------------------
 
@@ -259,10 +272,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             if cols is None or rows is None:
                 await self._bad_message("A resize needs whole numbers cols and rows.")
                 return
-            cols, rows = max(2, min(1000, cols)), max(2, min(500, rows))
-            await sync_to_async(terminals.terminal_resize, thread_sensitive=False)(
-                terminal=self.terminal, cols=cols, rows=rows
-            )
+            await self._write(terminals.terminal_resize_bytes(cols=cols, rows=rows))
         elif kind == "ack":
             acked = _int(message.get("bytes", 0))
             if acked is None:
@@ -275,26 +285,24 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         elif kind == "ping":
             await self.send(text_data=json.dumps({"type": "pong", "t": message.get("t")}))
         elif kind == "close":
-            # Off the shared sync thread: a slow exec must not hold up other consumers' queries.
-            try:
-                await sync_to_async(terminals.terminal_close, thread_sensitive=False)(
-                    session=self.session, terminal_id=self.terminal_id
-                )
-            except DomainError as exc:
-                await self.send(
-                    text_data=json.dumps({"type": "error", "code": exc.code, "message": exc.detail})
-                )
+            # The PTY host ends the shell; every attach to it then gets the exit.
+            await self._write(terminals.terminal_close_bytes())
         else:
             await self._bad_message(f"Unknown type {kind!r}.")
 
     async def _bad_message(self, message: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "code": "bad_message", "message": message}))
 
-    async def _input(self, data: bytes) -> None:
+    async def _write(self, data: bytes) -> bool:
         try:
             await asyncio.get_running_loop().sock_sendall(self.sock, data)
         except OSError:
-            return  # the pump sees the end and reports it
+            return False  # the pump sees the end and reports it
+        return True
+
+    async def _input(self, data: bytes) -> None:
+        if not await self._write(terminals.terminal_input_bytes(data)):
+            return
         now = time.monotonic()
         if now - self.last_activity > ACTIVITY_EVERY_SECONDS:
             self.last_activity = now
@@ -315,11 +323,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 task.cancel()
         terminal, self.terminal = self.terminal, None
         if terminal is not None:
-            # Closing the socket does not end a TTY exec; the service hangs the tmux client up
-            # explicitly. Its exec ends, the tmux session (the shell and what it runs) stays.
-            try:
-                await sync_to_async(terminals.terminal_detach, thread_sensitive=False)(terminal=terminal)
-            except DomainError as exc:  # the session stopped: its clients are gone already
-                logger.debug("session %s: no tmux client to hang up (%s)", self.session.public_id, exc.code)
+            # The attach sees its stdin end and exits; the terminal and its shell stay.
+            await sync_to_async(terminals.terminal_detach, thread_sensitive=False)(terminal=terminal)
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)

@@ -26,7 +26,7 @@ from sessions_app.runtime.base import (
     SandboxState,
     SandboxStats,
     SandboxStatus,
-    Tty,
+    TerminalStream,
     VolumeHelperSpec,
 )
 from sessions_app.runtime.errors import (
@@ -176,16 +176,8 @@ class FakeRuntime(SandboxRuntime):
             raise SandboxNotRunning()
         return container
 
-    def open_tty(
-        self,
-        ref: SandboxRef,
-        argv: Sequence[str],
-        *,
-        cols: int,
-        rows: int,
-        env: Mapping[str, str] | None = None,
-    ) -> Tty:
-        self._call("open_tty")
+    def open_terminal(self, ref: SandboxRef, *, terminal_id: str, cols: int, rows: int) -> TerminalStream:
+        self._call("open_terminal")
         self._running(ref)
         raise NotImplementedError("the fake runtime runs no processes; terminals are tested on Docker")
 

@@ -173,26 +173,29 @@ class SandboxInfo:
     running: bool
 
 
-class Tty(abc.ABC):
-    """An interactive TTY exec: a raw byte socket plus resize and close.
+class TerminalStream(abc.ABC):
+    """An attach to one terminal of the sandbox's PTY host (``docs/terminal-protocol.md``): the
+    helper program's ``pty-attach`` mode, whose stdin takes the frames built by
+    :mod:`sessions_app.runtime.pty` and whose output :meth:`decode` turns back into the
+    terminal's bytes and its events.
 
-    ``sock`` carries the terminal's bytes both ways, unframed. Async callers may set it
-    non-blocking and use the event loop's ``sock_recv``/``sock_sendall`` on it.
+    ``sock`` carries both directions. Async callers may set it non-blocking and use the event
+    loop's ``sock_recv``/``sock_sendall`` on it, passing every chunk read to :meth:`decode`.
+    Closing it detaches: the terminal, its shell and what it runs stay in the sandbox.
     """
 
     sock: socket.socket
 
     @abc.abstractmethod
-    def resize(self, *, cols: int, rows: int) -> None:
-        """Apply a new window size (the process gets SIGWINCH). Gone already: no-op."""
-
-    @abc.abstractmethod
-    def exit_code(self) -> int | None:
-        """The process's exit code once it has ended, else None."""
+    def decode(self, data: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+        """The terminal output and the events (``{"type": "exit", "code": N}``, ``{"type":
+        "error", "code": ..., "detail": ...}``, ``{"type": "dropped"}``) carried by ``data``, the
+        next bytes read from ``sock``; a piece cut short waits for the next call. Raises
+        ``ValueError`` on bytes that are not of the backend's shape."""
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Close the socket; the process behind it gets a hangup. Idempotent."""
+        """Close the socket; the attach sees its stdin end and exits. Idempotent."""
 
 
 class SandboxRuntime(abc.ABC):
@@ -323,16 +326,11 @@ class SandboxRuntime(abc.ABC):
         container: that is ``SandboxState.MISSING``."""
 
     @abc.abstractmethod
-    def open_tty(
-        self,
-        ref: SandboxRef,
-        argv: Sequence[str],
-        *,
-        cols: int,
-        rows: int,
-        env: Mapping[str, str] | None = None,
-    ) -> Tty:
-        """Start ``argv`` on a new TTY and return its socket. Raises ``SandboxNotRunning``."""
+    def open_terminal(self, ref: SandboxRef, *, terminal_id: str, cols: int, rows: int) -> TerminalStream:
+        """Attach to the terminal ``terminal_id`` of the sandbox's PTY host (a login bash in
+        /workspace, started with the host on first use), at this size. The attach gets the
+        terminal's recent output first (its replay), then what it prints. Raises
+        ``SandboxNotRunning``."""
 
     @abc.abstractmethod
     def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:

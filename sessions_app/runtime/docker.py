@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import select
@@ -37,7 +38,7 @@ from sessions_app.runtime.base import (
     SandboxState,
     SandboxStats,
     SandboxStatus,
-    Tty,
+    TerminalStream,
     VolumeHelperSpec,
 )
 from sessions_app.runtime.errors import (
@@ -48,6 +49,8 @@ from sessions_app.runtime.errors import (
     VolumeNotEmpty,
     VolumeNotFound,
 )
+from sessions_app.runtime.helper import HELPER_WORKDIR
+from sessions_app.runtime.pty import pty_attach_argv
 
 logger = logging.getLogger(__name__)
 
@@ -179,24 +182,53 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-class DockerTty(Tty):
-    def __init__(self, client: docker.DockerClient, exec_id: str, raw: Any) -> None:
-        self._client = client
-        self.exec_id = exec_id
+class DockerTerminalStream(TerminalStream):
+    """A ``pty-attach`` exec without a TTY: Docker multiplexes its stdout (the terminal's bytes)
+    and stderr (a JSON line per event) with 8-byte headers (stream, size)."""
+
+    EVENTS_MAX = 64 * 1024
+
+    def __init__(self, raw: Any) -> None:
         self._raw = raw
         self.sock = raw._sock
+        self._buffer = bytearray()
+        self._events = bytearray()
         self._closed = False
 
-    def resize(self, *, cols: int, rows: int) -> None:
-        with contextlib.suppress(APIError, NotFound):
-            self._client.api.exec_resize(self.exec_id, height=rows, width=cols)
-
-    def exit_code(self) -> int | None:
-        try:
-            inspect = self._client.api.exec_inspect(self.exec_id)
-        except (APIError, NotFound, requests.exceptions.ConnectionError):
-            return None
-        return None if inspect.get("Running") else inspect.get("ExitCode")
+    def decode(self, data: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+        buffer = self._buffer
+        buffer += data
+        output: list[bytes] = []
+        start = 0
+        while len(buffer) - start >= 8:
+            kind = buffer[start]
+            (size,) = struct.unpack_from(">I", buffer, start + 4)
+            if len(buffer) - start < 8 + size:
+                break
+            piece = bytes(buffer[start + 8 : start + 8 + size])
+            start += 8 + size
+            if kind == 1:
+                output.append(piece)
+            elif kind == 2:
+                self._events += piece
+            else:
+                raise ValueError(f"a stream {kind} frame")
+        del buffer[:start]
+        events: list[dict[str, Any]] = []
+        while (end := self._events.find(b"\n")) >= 0:
+            line = bytes(self._events[:end])
+            del self._events[: end + 1]
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = None
+            if isinstance(event, dict):
+                events.append(event)
+            else:
+                logger.warning("terminal attach said: %s", line[-500:].decode(errors="replace"))
+        if len(self._events) > self.EVENTS_MAX:
+            raise ValueError("an event line too long")
+        return b"".join(output), events
 
     def close(self) -> None:
         if self._closed:
@@ -560,22 +592,13 @@ class DockerRuntime(SandboxRuntime):
                     raise SandboxNotRunning() from exc
                 raise
 
-    def open_tty(
-        self,
-        ref: SandboxRef,
-        argv: Sequence[str],
-        *,
-        cols: int,
-        rows: int,
-        env: Mapping[str, str] | None = None,
-    ) -> Tty:
-        environment = {"TERM": "xterm-256color", "COLORTERM": "truecolor", **(env or {})}
-        exec_id = self._exec_create(ref, argv, stdin=True, tty=True, environment=environment)
+    def open_terminal(self, ref: SandboxRef, *, terminal_id: str, cols: int, rows: int) -> TerminalStream:
+        exec_id = self._exec_create(
+            ref, pty_attach_argv(terminal_id, cols=cols, rows=rows), stdin=True, workdir=HELPER_WORKDIR
+        )
         with engine_errors("open a terminal in the container"):
-            raw = self.client.api.exec_start(exec_id, socket=True, tty=True)
-        tty = DockerTty(self.client, exec_id, raw)
-        tty.resize(cols=cols, rows=rows)
-        return tty
+            raw = self.client.api.exec_start(exec_id, socket=True)
+        return DockerTerminalStream(raw)
 
     def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:
         exec_id = self._exec_create(ref, argv, stdin=True, workdir=workdir)

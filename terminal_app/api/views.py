@@ -45,7 +45,7 @@ class TerminalDetailView(SessionAPIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, session_id: str, terminal_id: str) -> Response:
         session = self.get_session(request, session_id)
-        services.tmux_name(terminal_id)  # validates the id
+        services.terminal_id_check(terminal_id)
         if not services.terminal_close(session=session, terminal_id=terminal_id):
             return Response(
                 {"detail": f"No terminal {terminal_id}.", "code": "terminal_not_found"}, status=404

@@ -1,12 +1,11 @@
 // Terminal tabs: xterm.js over the terminal WebSocket (docs/terminal-protocol.md). Each tab is a
-// tmux session in the sandbox, so a reload or a dropped network reattaches to the same shell.
+// PTY that the sandbox's PTY host keeps, so a reload or a dropped network reattaches to the same
+// shell.
 //
-// xterm.js keeps the scrollback itself: tmux draws without the alternate screen, so the wheel,
+// xterm.js keeps the scrollback itself: the output comes as the programs wrote it, so the wheel,
 // the scrollbar and find (Ctrl+F) work on xterm.js's own buffer with no round trip. Every
-// (re)attach starts from a clean terminal and gets the pane's whole history from tmux first
-// (terminal_app/services.py). tmux names the terminal "vibecode:alt" while a full-screen program
-// (vim, less) has the pane and "vibecode:main" after: its scrolling went into xterm.js's
-// scrollback, so when it ends the tab reattaches, which rebuilds the scrollback from tmux's.
+// (re)attach starts from a clean terminal and gets the terminal's last MiB of output replayed
+// first, which rebuilds the screen and the scrollback (terminal_app/services.py).
 
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
@@ -15,8 +14,6 @@ import { SearchAddon } from "@xterm/addon-search";
 import { showError, toast } from "./ui.js";
 
 const ACK_EVERY = 64 * 1024;
-const TITLE_ALT = "vibecode:alt";
-const TITLE_MAIN = "vibecode:main";
 const FIND_COLOURS = {
   dark: { matchBackground: "#6b5a26", activeMatchBackground: "#b5651d" },
   light: { matchBackground: "#f8e3a1", activeMatchBackground: "#f0a94b" },
@@ -53,7 +50,6 @@ class TerminalTab {
     // For tests and the console: the xterm.js Terminal behind this tab.
     this.element.__vibecodeTerminal = this.term;
     this.term.attachCustomKeyEventHandler((event) => this.keys(event));
-    this.term.onTitleChange((title) => this.titled(title));
     this.search.onDidChangeResults((results) => manager.findResults(this, results));
     this.term.onData((data) => this.type(data));
     this.term.onResize(({ cols, rows }) => this.send({ type: "resize", cols, rows }));
@@ -105,9 +101,8 @@ class TerminalTab {
     this.ws = ws;
     ws.onopen = () => {
       this.retries = 0;
-      this.alternate = false;
-      // A full reset (RIS), in order with the output: the attach sends the whole scrollback and
-      // screen again, so nothing of the previous connection's may stay.
+      // A full reset (RIS), in order with the output: the attach replays the terminal's output
+      // (scrollback and screen) again, so nothing of the previous connection's may stay.
       this.search.clearDecorations();
       this.term.write("\x1bc");
       this.manager.setState(this, "connected");
@@ -140,25 +135,6 @@ class TerminalTab {
     } else if (message.type === "error") {
       this.term.write(`\r\n\x1b[31m[${message.message}]\x1b[0m\r\n`);
     }
-  }
-
-  // tmux's title for the pane says whether a full-screen program has it (see the top).
-  titled(title) {
-    if (title === TITLE_ALT) this.alternate = true;
-    else if (title === TITLE_MAIN && this.alternate) {
-      this.alternate = false;
-      this.resync();
-    }
-  }
-
-  // Reattach now: a new connection gets the pane's history and screen from tmux afresh.
-  resync() {
-    if (this.disposed || this.stopped || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-    const old = this.ws;
-    old.onclose = null;
-    old.onmessage = null;
-    old.close(1000);
-    this.connect();
   }
 
   closed(event) {
