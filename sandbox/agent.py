@@ -33,6 +33,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import queue
 import select
 import selectors
@@ -2404,7 +2405,7 @@ def lsp(language, argv):
 # --- terminals: one PTY host per sandbox, and the attach clients that relay to it ---------------
 #
 # ``pty-host`` (started by the first ``pty-attach``, never by the backend directly) owns one PTY
-# per terminal id, each running a login bash in /workspace, and keeps the last PTY_RING bytes of
+# per terminal id, each running the user's login shell in /workspace, and keeps the last PTY_RING bytes of
 # each terminal's output so that every attach (a reload, a second tab) rebuilds the screen and the
 # scrollback from it. It listens on an abstract unix socket: there is no file to delete or
 # replace, and binding the name is the one-host-per-sandbox lock. ``pty-attach <id> <cols>
@@ -2418,7 +2419,7 @@ PTY_TITLE = "vibecode-pty"
 PTY_MAX_TERMINALS = 128
 PTY_RING = 1024 * 1024
 PTY_HIGH_WATER = 256 * 1024  # an attach with more queued stops the PTY's reads
-PTY_STUCK_SECONDS = 5.0  # an attach that takes nothing for this long is disconnected
+PTY_STUCK_SECONDS = 5.0  # an attach that takes nothing for this long leaves the flow
 PTY_FRAME_MAX = 1024 * 1024 + 64
 PTY_READ = 64 * 1024
 PTY_INPUT_MAX = 1024 * 1024  # keystrokes queued for a program that does not read its input
@@ -2534,6 +2535,7 @@ class _PtyClient:
         self.born = self.since
         self.terminal = None
         self.closing = False  # close once the outbox is sent
+        self.in_flow = True  # false while it is stuck: then it gets no output and holds nothing
 
     def push(self, data):
         if not self.queued:
@@ -2605,8 +2607,12 @@ class PtyHost:
                 except Exception as exc:
                     sys.stderr.write(f"pty host timer: {type(exc).__name__}: {exc}\n")
             for client in list(self.clients):
-                if client.queued and now - client.since > PTY_STUCK_SECONDS:
-                    self.drop(client)  # a viewer that stopped reading: the others go on
+                if client.in_flow and client.queued and now - client.since > PTY_STUCK_SECONDS:
+                    # A viewer that stopped reading: it no longer holds the PTY back (the others
+                    # go on) and gets no more output until it has taken what it has.
+                    client.in_flow = False
+                    if client.terminal is not None:
+                        self.flow(client.terminal)
                 elif client.terminal is None and not client.closing and now - client.born > 10:
                     self.drop(client)  # connected and never said what for
 
@@ -2670,6 +2676,13 @@ class PtyHost:
             if client.offset == len(head):
                 client.outbox.pop(0)
                 client.offset = 0
+        if not client.outbox and not client.in_flow and not client.closing and client.terminal is not None:
+            # It reads again: a reset, then the replay, rebuild its screen; then the output.
+            client.in_flow = True
+            replay, _ = client.terminal.replay()
+            client.push(pty_frame(b"O", b"\x1bc" + replay))
+            self.flush(client)
+            return
         if not client.outbox and client.closing:
             self.drop(client)
             return
@@ -2791,7 +2804,9 @@ class PtyHost:
                     os.chdir(ROOT)
                 except OSError:
                     os.chdir(env.get("HOME") or "/")
-                os.execve("/bin/bash", ["bash", "-l"], env)  # noqa: S606 (the login shell itself)
+                shell = login_shell(env)
+                # A leading "-" in argv[0] makes it a login shell.
+                os.execve(shell, ["-" + os.path.basename(shell)], env)  # noqa: S606 (the shell itself)
             finally:
                 os._exit(127)
         os.set_blocking(fd, False)
@@ -2805,7 +2820,7 @@ class PtyHost:
         """Read the PTY only while no attach has more than PTY_HIGH_WATER queued."""
         if terminal.eof or terminal.ended:
             return
-        reading = not any(client.queued > PTY_HIGH_WATER for client in terminal.clients)
+        reading = not any(c.in_flow and c.queued > PTY_HIGH_WATER for c in terminal.clients)
         terminal.reading = reading
         events = (self.events.EVENT_READ if reading else 0) | (
             self.events.EVENT_WRITE if terminal.pending else 0
@@ -2834,7 +2849,8 @@ class PtyHost:
         terminal.record(data)
         frame = pty_frame(b"O", data)
         for client in list(terminal.clients):
-            self.send(client, frame)
+            if client.in_flow:
+                self.send(client, frame)
         self.flow(terminal)
 
     def write_input(self, terminal):
@@ -2913,6 +2929,18 @@ class PtyHost:
             self.send(client, frame)
 
 
+def login_shell(env):
+    """The sandbox user's login shell (from the password file), else ``$SHELL``, else sh."""
+    try:
+        shell = pwd.getpwuid(os.getuid()).pw_shell
+    except KeyError:
+        shell = ""
+    for candidate in (shell, env.get("SHELL", ""), "/bin/sh"):
+        if candidate.startswith("/") and os.access(candidate, os.X_OK):
+            return candidate
+    return "/bin/sh"
+
+
 def fcntl_ioctl(fd, request, data):
     try:
         fcntl.ioctl(fd, request, data)
@@ -2939,8 +2967,9 @@ def _start_pty_host(listener):
     """Fork the host off (a new session, no stdio of ours) with the bound, listening socket.
 
     It runs this same program from a memory file under a neutral name, ``vibecode-pty``, so its
-    command line carries neither ``python3`` nor ``bash`` (a user's ``pkill -f python3`` or
-    ``pkill -f bash`` ends their own programs, not the terminals' host)."""
+    command line carries neither ``python3`` nor the shell's name (a user's ``pkill -f python3``
+    or ``pkill -f`` of their shell ends their own programs, not the terminals' host). Nor does
+    this program's text name the shell: the helpers' command lines carry it."""
     program = os.memfd_create(PTY_TITLE, 0)
     os.write(program, _own_program())
     listener.set_inheritable(True)

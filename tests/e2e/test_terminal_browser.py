@@ -1,11 +1,11 @@
 """The terminal in a real Chromium, as a user drives it: the mouse wheel scrolls back through the
-scrollback, Ctrl+F finds and selects, and a reload keeps the same shell and its scrollback.
+scrollback, Ctrl+F finds and selects, and a reload keeps the same shell, its scrollback (replayed
+by the sandbox's PTY host) and a full-screen program running in it.
 
 Deterministic under load: every step waits for a condition (xterm.js's own buffer, read through
 the Terminal the page exposes on its element), with generous timeouts and no fixed sleeps. A
 wheel step that the page has not applied yet is simply followed by another; the test only ever
-asserts where the viewport ended up. The scrolling part runs after a reload, whose scrollback
-comes whole from tmux's history (a burst of output live may reach xterm.js as a redraw).
+asserts where the viewport ended up.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def wheel_until(page, done, step: int) -> dict:
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     deadline = time.monotonic() + 60
     while True:
-        now = state(page, "line-100")
+        now = state(page, "line-1000")
         if done(now):
             return now
         assert time.monotonic() < deadline, f"the wheel did not get there: {now}"
@@ -77,32 +77,36 @@ def test_the_wheel_scrolls_back_and_ctrl_f_finds_after_a_reload(signed_in, daphn
     session_id = create_session_via_api(page, url, "scrollback")
     open_ide(page, url, session_id)
 
-    # A variable in the shell, and 300 numbered lines; the marker is computed by the shell, so it
-    # shows only once the output is there.
+    # A variable in the shell, and 2000 numbered lines; the marker is computed by the shell, so it
+    # shows only once the output is there. The output reaches xterm.js as it was written: all of
+    # it is in xterm.js's scrollback at once.
     page.click(f"{TERMINAL} .xterm-screen")
-    page.keyboard.type("export VC_MARK=kept-$((6*7)); seq -f line-%g 1 300; echo SEQ-$((6*7))-DONE\n")
+    page.keyboard.type("export VC_MARK=kept-$((6*7)); seq -f line-%g 1 2000; echo SEQ-$((6*7))-DONE\n")
     wait_for_terminal_text(page, "SEQ-42-DONE", timeout=WAIT_MS)
+    page.wait_for_function(BUFFER_HAS, arg="line-1", timeout=WAIT_MS)
+    live = state(page, "line-1000")
+    assert live["type"] == "normal" and live["index"] >= 0 and live["baseY"] >= 2000 - live["rows"], live
 
-    # A reload reattaches: the same screen, and the whole scrollback from tmux.
+    # A reload reattaches: the same screen, and the whole scrollback, replayed.
     page.reload()
     page.wait_for_selector(f"{TERMINAL} .xterm-rows", timeout=WAIT_MS)
     wait_for_terminal_text(page, "SEQ-42-DONE", timeout=WAIT_MS)
     page.wait_for_function(BUFFER_HAS, arg="line-1", timeout=WAIT_MS)
-    start = state(page, "line-100")
+    start = state(page, "line-1000")
     assert start["type"] == "normal" and start["index"] >= 0, start
-    assert start["viewportY"] == start["baseY"] > 0, start
+    assert start["viewportY"] == start["baseY"] >= 2000 - start["rows"], start
 
-    # The wheel scrolls back through the scrollback (not through bash's history) to line-100.
-    def line_100_visible(s: dict) -> bool:
+    # The wheel scrolls back through the scrollback (not through bash's history) to line-1000.
+    def line_1000_visible(s: dict) -> bool:
         return s["viewportY"] <= s["index"] < s["viewportY"] + s["rows"]
 
-    there = wheel_until(page, line_100_visible, step=-60)
+    there = wheel_until(page, line_1000_visible, step=-1200)
     assert there["viewportY"] < there["baseY"], there
-    wait_for_terminal_text(page, "line-100", timeout=WAIT_MS)  # on screen, in the rendered rows
+    wait_for_terminal_text(page, "line-1000", timeout=WAIT_MS)  # on screen, in the rendered rows
     page.screenshot(path=str(ARTIFACTS / "ide-terminal-scrollback.png"))
 
     # And back down to the bottom.
-    wheel_until(page, lambda s: s["viewportY"] == s["baseY"], step=240)
+    wheel_until(page, lambda s: s["viewportY"] == s["baseY"], step=2400)
     wait_for_terminal_text(page, "SEQ-42-DONE", timeout=WAIT_MS)
 
     # Ctrl+F opens the find box, with the keyboard in it.
@@ -131,4 +135,45 @@ def test_the_wheel_scrolls_back_and_ctrl_f_finds_after_a_reload(signed_in, daphn
     wait_for_terminal_text(page, "MARK=kept-42", timeout=WAIT_MS)
 
     assert page.locator("[data-testid=status-connection]").inner_text() == "terminal: connected"
+    assert console.unexpected() == []
+
+
+def test_less_survives_a_reload_with_its_screen(signed_in, daphne_server, console):
+    page = signed_in
+    url = daphne_server.url
+    session_id = create_session_via_api(page, url, "pager")
+    open_ide(page, url, session_id)
+
+    page.click(f"{TERMINAL} .xterm-screen")
+    page.keyboard.type("seq -f row-%g 1 500 > rows.txt; less rows.txt\n")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=terminal]:not([hidden])')"
+        ".__vibecodeTerminal.buffer.active.type === 'alternate'",
+        timeout=WAIT_MS,
+    )
+    wait_for_terminal_text(page, "row-1", timeout=WAIT_MS)
+    page.keyboard.type("/row-250\n")  # less scrolls to it
+    wait_for_terminal_text(page, "row-251", timeout=WAIT_MS)
+
+    # The reloaded page gets less's screen back: the alternate screen, at the same place.
+    page.reload()
+    page.wait_for_selector(f"{TERMINAL} .xterm-rows", timeout=WAIT_MS)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=terminal]:not([hidden])')"
+        ".__vibecodeTerminal?.buffer.active.type === 'alternate'",
+        timeout=WAIT_MS,
+    )
+    wait_for_terminal_text(page, "row-251", timeout=WAIT_MS)
+    page.screenshot(path=str(ARTIFACTS / "ide-terminal-less-after-reload.png"))
+
+    # It is the same less: q quits it, back to the shell's own screen.
+    page.click(f"{TERMINAL} .xterm-screen")
+    page.keyboard.type("q")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=terminal]:not([hidden])')"
+        ".__vibecodeTerminal.buffer.active.type === 'normal'",
+        timeout=WAIT_MS,
+    )
+    page.keyboard.type("echo AFTER-$((6*7))\n")
+    wait_for_terminal_text(page, "AFTER-42", timeout=WAIT_MS)
     assert console.unexpected() == []

@@ -149,7 +149,7 @@ def test_twenty_users_soak_without_errors_leaks_or_memory_growth(daphne_env, tmp
         ready.wait()  # every session exists: the soak runs at full load from here
         tally.deadline = time.monotonic() + SECONDS
         containers = ENGINE.containers.list(filters={"label": label})
-        # Processes per sandbox once warm (helper, tmux, shell started), and again at the end.
+        # Processes per sandbox once warm (helper, PTY host, shell started), and again at the end.
         warm_at = time.monotonic() + min(10.0, SECONDS / 3)
         processes_start: dict[str, int] = {}
         processes_end: dict[str, int] = {}

@@ -1,10 +1,9 @@
-"""The terminal gives xterm.js its scrollback: tmux attaches without the alternate screen, every
-attach first prints the pane's whole history, and tmux's title says when a full-screen program
-has the pane (terminal_app/services.py, static/vibecode/ide/terminals.js).
+"""The terminal gives xterm.js its screen and scrollback back: the sandbox's PTY host keeps the
+last MiB of each terminal's output and replays it to every attach, first, as it was written
+(terminal_app/services.py, the ``pty-host`` mode of sandbox/agent.py).
 
-Real things: the TTY is opened through the service on a real sandbox, as the consumer does.
-Every read waits for a marker with a generous deadline; nothing depends on how tmux splits its
-output.
+Real things: the attach is opened through the service on a real sandbox, as the consumer does.
+Every read waits for a marker with a generous deadline; nothing depends on how the output is cut.
 """
 
 from __future__ import annotations
@@ -16,16 +15,20 @@ import pytest
 
 from sessions_app import services
 from sessions_app.models import Session
-from terminal_app.services import OpenTerminal, terminal_detach, terminal_open
+from terminal_app.services import (
+    OpenTerminal,
+    terminal_detach,
+    terminal_input_bytes,
+    terminal_open,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
 WAIT = 60.0  # seconds: generous for a loaded machine; every wait ends as soon as it is satisfied
 COLS, ROWS = 80, 24
+RING = 1024 * 1024
 LINE = re.compile(rb"line-(\d+)")
-ALTERNATE_SCREEN = re.compile(rb"\x1b\[\?(1049|1047|47)h")
-SCROLL_UP = re.compile(rb"\x1b\[\d*S")  # CSI n S scrolls without keeping the lines
-TITLE = re.compile(rb"\x1b\]0;(vibecode:[a-z]+)\x07")
+ALT_ON = b"\x1b[?1049h"
 
 
 @pytest.fixture
@@ -34,12 +37,13 @@ def running(alice, sandboxes) -> Session:
 
 
 class Reader:
-    """Everything a terminal's TTY has sent so far, read on demand until a pattern shows."""
+    """Everything a terminal's attach has sent so far, read on demand until a pattern shows."""
 
     def __init__(self, terminal: OpenTerminal) -> None:
         self.terminal = terminal
         self.data = b""
-        terminal.tty.sock.settimeout(1.0)
+        self.events: list[dict] = []
+        terminal.stream.sock.settimeout(1.0)
 
     def until(self, pattern: str | bytes, *, start: int = 0) -> re.Match[bytes]:
         raw = pattern.encode() if isinstance(pattern, str) else pattern
@@ -47,61 +51,110 @@ class Reader:
         deadline = time.monotonic() + WAIT
         while (match := regex.search(self.data, start)) is None:
             assert time.monotonic() < deadline, f"no {regex.pattern!r} in {self.data[-2000:]!r}"
-            try:
-                chunk = self.terminal.tty.sock.recv(65536)
-            except TimeoutError:
-                continue
-            assert chunk, f"the TTY ended before {regex.pattern!r}: {self.data[-2000:]!r}"
-            self.data += chunk
+            self.read()
         return match
 
+    def read(self) -> None:
+        try:
+            chunk = self.terminal.stream.sock.recv(262144)
+        except TimeoutError:
+            return
+        assert chunk, f"the attach ended: {self.events} {self.data[-2000:]!r}"
+        output, events = self.terminal.stream.decode(chunk)
+        self.data += output
+        self.events += events
+
+    def settle(self, seconds: float = 1.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.read()
+
     def type(self, text: str) -> None:
-        self.terminal.tty.sock.sendall(text.encode())
+        self.terminal.stream.sock.sendall(terminal_input_bytes(text.encode()))
 
 
-def open_reader(session: Session, user_id: int) -> Reader:
-    return Reader(terminal_open(session=session, user_id=user_id, terminal_id="1", cols=COLS, rows=ROWS))
+def open_reader(session: Session, user_id: int, terminal_id: str = "1") -> Reader:
+    return Reader(
+        terminal_open(session=session, user_id=user_id, terminal_id=terminal_id, cols=COLS, rows=ROWS)
+    )
 
 
-def test_a_reattach_gets_the_whole_history_then_the_screen(running, alice):
+def test_a_reattach_replays_the_output_as_it_was_and_the_program_goes_on(running, alice):
     first = open_reader(running, alice.id)
     try:
         first.until("$ ")
-        first.type("seq -f line-%g 1 300; echo SEQ-$((6*7))-DONE\r")
+        first.type("seq -f line-%g 1 300; echo SEQ-$((6*7))-DONE; sleep 2; echo LATER-$((5*5))\r")
         first.until("SEQ-42-DONE")
-        # tmux draws for xterm.js on its main screen (where lines scroll into the scrollback),
-        # and never scrolls with CSI S (which would drop them).
-        assert not ALTERNATE_SCREEN.search(first.data)
-        assert not SCROLL_UP.search(first.data)
-        assert TITLE.search(first.data).group(1) == b"vibecode:main"
+        first.settle(0.3)
+        seen = first.data
     finally:
         terminal_detach(terminal=first.terminal)
 
     again = open_reader(running, alice.id)
     try:
-        # The history comes with the terminal, to be sent before its output: every line above
-        # the screen, in order, as terminal output (CR LF), then enough newlines to push it all
-        # into a new xterm.js's scrollback before tmux clears the screen to draw it.
-        history = again.terminal.history
-        numbers = [int(n) for n in LINE.findall(history)]
-        assert numbers == list(range(1, len(numbers) + 1)), numbers
-        assert numbers[-1] >= 300 - ROWS, numbers[-1]
-        assert b"\n" not in history.replace(b"\r\n", b"")
-        after_last = history[history.rindex(b"line-%d" % numbers[-1]) :]
-        assert after_last.endswith(b"\r\n" * ROWS), after_last
-        # tmux draws the rest on its screen: up to line-300 and the prompt.
-        again.until("SEQ-42-DONE")
-        screen = [int(n) for n in LINE.findall(again.data)]
-        assert screen[-1] == 300 and screen[0] <= numbers[-1] + 1, screen
-        assert not ALTERNATE_SCREEN.search(again.data)
+        # The replay is the very bytes the first attach got (well under the ring's MiB), then
+        # the output of the program that ran on meanwhile.
+        again.until("LATER-25")
+        assert again.data.startswith(seen), (again.data[:300], seen[:300])
+        numbers = [int(n) for n in LINE.findall(again.data)]
+        assert numbers[-300:] == list(range(1, 301))
+        assert again.data.count(b"LATER-25") == 1
     finally:
         terminal_detach(terminal=again.terminal)
 
 
-def test_a_new_terminal_has_no_history(running, alice):
-    reader = open_reader(running, alice.id)
+def test_the_replay_is_the_last_mib_from_the_start_of_a_line(running, alice):
+    first = open_reader(running, alice.id)
     try:
-        assert reader.terminal.history == b""
+        first.until("$ ")
+        # 200,000 numbered lines: about 2.2 MB, twice the ring.
+        first.type("seq -f line-%g 1 200000; echo SEQ-$((6*7))-DONE\r")
+        first.until("SEQ-42-DONE")
+        first.settle(0.3)
+    finally:
+        terminal_detach(terminal=first.terminal)
+
+    again = open_reader(running, alice.id)
+    try:
+        again.until("SEQ-42-DONE")
+        again.settle(0.5)
+        replay = again.data
+        assert RING - 64 * 1024 < len(replay) <= RING
+        assert replay.startswith(b"line-"), replay[:80]  # a whole line, never half a sequence
+        numbers = [int(n) for n in LINE.findall(replay)]
+        assert numbers == list(range(numbers[0], 200001)), numbers[:5]
+    finally:
+        terminal_detach(terminal=again.terminal)
+
+
+def test_a_full_screen_program_whose_start_fell_out_of_the_ring_is_made_to_redraw(running, alice):
+    first = open_reader(running, alice.id)
+    program = (
+        'bash -c \'trap "echo RE\\$((40+2))DRAWN" WINCH; printf "\\033[?1049h"; '
+        "seq 1 300000; echo IN-$((3*3))-ALT; while :; do sleep 0.1; done'\r"
+    )
+    try:
+        first.until("$ ")
+        first.type(program)
+        first.until("IN-9-ALT")
+    finally:
+        terminal_detach(terminal=first.terminal)
+
+    again = open_reader(running, alice.id)
+    try:
+        again.until("RE42DRAWN")
+        # Only the switch to the alternate screen (and a clear) came before the program's redraw.
+        assert again.data.startswith(ALT_ON + b"\x1b[H\x1b[2J"), again.data[:80]
+        assert b"IN-9-ALT" not in again.data
+        again.type("\x03")
+    finally:
+        terminal_detach(terminal=again.terminal)
+
+
+def test_a_new_terminal_starts_with_its_prompt(running, alice):
+    reader = open_reader(running, alice.id, "fresh")
+    try:
         reader.until("$ ")
+        assert b"line-" not in reader.data
     finally:
         terminal_detach(terminal=reader.terminal)

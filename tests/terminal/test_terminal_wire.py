@@ -34,7 +34,7 @@ from terminal_app.consumers import (
     CLOSE_NORMAL,
     CLOSE_NOT_RUNNING,
     CLOSE_SESSION_STOPPED,
-    FRAME_MAX,
+    READ_BYTES,
     WINDOW_BYTES,
 )
 from tests.conftest import PASSWORD, Daphne, _test_database_url
@@ -241,10 +241,32 @@ def processes(container: str) -> dict[str, str]:
     return {row[pid]: row[cmd] for row in top["Processes"]}
 
 
+def is_attach(cmd: str) -> bool:
+    return " pty-attach " in cmd
+
+
+def is_host(cmd: str) -> bool:
+    return cmd.startswith("vibecode-pty ")
+
+
+def terminal_processes(procs: dict[str, str]) -> list[str]:
+    """The terminals' processes by kind: ``attach`` (one per open connection), ``host`` (the PTY
+    host), ``bash`` (the shells)."""
+    kinds = []
+    for cmd in procs.values():
+        if is_attach(cmd):
+            kinds.append("attach")
+        elif is_host(cmd):
+            kinds.append("host")
+        elif cmd.split()[0] in ("bash", "-bash"):
+            kinds.append("bash")
+    return sorted(kinds)
+
+
 def settled_processes(container: str, *, want: dict[str, str] | None = None, seconds: float = 10) -> dict:
-    """The sandbox's processes once they have settled: equal to ``want`` if given, else at most
-    one tmux process (the server: a closed terminal's client is hung up just after the close)
-    and no change for 0.3 s. Returns the last snapshot when ``seconds`` pass first."""
+    """The sandbox's processes once they have settled: equal to ``want`` if given, else no attach
+    (a closed connection's attach exits just after the close) and no change for 0.3 s. Returns
+    the last snapshot when ``seconds`` pass first."""
     deadline = time.monotonic() + seconds
     previous = None
     while True:
@@ -252,7 +274,7 @@ def settled_processes(container: str, *, want: dict[str, str] | None = None, sec
         if want is not None:
             done = now == want
         else:
-            done = now == previous and len([cmd for cmd in now.values() if cmd.startswith("tmux")]) <= 1
+            done = now == previous and not [cmd for cmd in now.values() if is_attach(cmd)]
         if done or time.monotonic() > deadline:
             return now
         previous = now
@@ -273,9 +295,9 @@ def open_fds(pid: int) -> int:
 def stty_size(term: Term, want: str, *, timeout: float = 5.0) -> str:
     """Ask the shell its size until it says ``want`` ("rows x cols") or the deadline passes.
 
-    tmux applies a new size asynchronously (up to a few hundred ms), hence the polling. Each
-    question carries its own number, so a line from an earlier one (tmux redraws the screen on
-    resize) can never be taken for the answer.
+    A resize travels as a frame behind the keystrokes already sent, hence the polling. Each
+    question carries its own number, so a line from an earlier one can never be taken for the
+    answer.
     """
     deadline = time.monotonic() + timeout
     answer = ""
@@ -320,7 +342,7 @@ def test_a_shell_and_its_programs_survive_a_disconnect(wire):
     """A variable set before the disconnect is still set after it, in the same shell, and a
     program started before it runs to its end. The program is ``sleep 5; echo ...`` rather than
     the issue's ``sleep 30`` to keep the test short; what matters is that it is still running
-    after the disconnect has ended the tmux client (checked with ``docker top``)."""
+    after the disconnect has ended the attach (checked with ``docker top``)."""
     with terminal(wire, "persist") as term:
         mark = term.run("export VCVAR=per$((6*7))sist; echo PID:$$")
         shell_pid = term.wait_for(r"PID:(\d+)", since=mark).group(1)
@@ -329,9 +351,9 @@ def test_a_shell_and_its_programs_survive_a_disconnect(wire):
         while "sleep 5" not in processes(wire.container).values():
             assert time.monotonic() < deadline, "sleep 5 never started"
             time.sleep(0.05)
-    # Disconnected: the tmux client is gone, the shell and its program are not.
+    # Disconnected: the attach is gone, the host, the shell and its program are not.
     after = settled_processes(wire.container, seconds=3)
-    assert len([cmd for cmd in after.values() if cmd.startswith("tmux")]) == 1, after
+    assert terminal_processes(after) == ["bash", "host"], after
     assert "sleep 5" in after.values(), "the program did not outlive the disconnect"
     with terminal(wire, "persist") as term:
         term.wait_for(r"DONE42", since=0)
@@ -386,7 +408,7 @@ def test_refused_attempts_never_reach_a_shell(wire):
         "a bad terminal id": (wire.url(terminal_id="no;way"), wire.origin),
     }
     before = processes(wire.container)
-    assert not [cmd for cmd in before.values() if cmd.startswith(("tmux", "bash"))]
+    assert not terminal_processes(before)
     for case, (url, origin) in cases.items():
         assert handshake_status(url, origin) == 403, case
         assert processes(wire.container) == before, f"{case} started a process"
@@ -396,10 +418,7 @@ def test_refused_attempts_never_reach_a_shell(wire):
     with terminal(wire, token="", ticket=ticket):
         pass
     attached = settled_processes(wire.container)
-    assert sorted(cmd.split()[0] for cmd in attached.values() if cmd.startswith(("tmux", "bash"))) == [
-        "bash",
-        "tmux",
-    ], attached
+    assert terminal_processes(attached) == ["bash", "host"], attached
     assert handshake_status(wire.url(token="", ticket=ticket), wire.origin) == 403
     assert processes(wire.container) == attached, "a reused ticket started a process"
 
@@ -470,7 +489,7 @@ def test_a_yes_flood_keeps_daphne_memory_bounded_and_ctrl_c_stops_it(wire):
         _flood(term)
         during = []
         flooded = term.received
-        # ~5 s, or longer until 250 KB have flowed: on a loaded machine tmux redraws less often.
+        # ~5 s, or longer until 250 KB have flowed (a loaded machine).
         deadline = time.monotonic() + 60
         while len(during) < 20 or (term.received - flooded <= 250_000 and time.monotonic() < deadline):
             term.drain(0.25)
@@ -484,8 +503,6 @@ def test_a_yes_flood_keeps_daphne_memory_bounded_and_ctrl_c_stops_it(wire):
         f"\nflood: {flooded / 1e6:.1f} MB in {len(during) / 4:.0f} s; daphne RSS before {before // 1024} MB, "
         f"peak {max(during) // 1024} MB, after {after // 1024} MB; Ctrl-C took {seconds * 1000:.0f} ms"
     )
-    # tmux sends screen updates, not the raw stream: a flood reaches the client at a few hundred
-    # KB/s whatever the program writes. It must flow, though.
     assert flooded > 250_000, "the flood did not flow"
     # Without flow control a 5 s flood would add its whole volume; with it, the unacknowledged
     # window (1 MB) and the frames in flight are all the server holds. 32 MB leaves room for the
@@ -498,7 +515,6 @@ def test_a_yes_flood_keeps_daphne_memory_bounded_and_ctrl_c_stops_it(wire):
 
 def test_a_client_that_stops_acknowledging_holds_the_flood_at_the_window(wire):
     pid = wire.server.process.pid
-    # A big screen makes tmux send more per redraw, so the window fills in a few seconds.
     with terminal(wire, cols=400, rows=150) as term:
         term.keep = 1 << 16
         _flood(term)
@@ -508,7 +524,7 @@ def test_a_client_that_stops_acknowledging_holds_the_flood_at_the_window(wire):
         deadline = time.monotonic() + 60
         while term.received - term.acked <= WINDOW_BYTES and time.monotonic() < deadline:
             term.read(deadline - time.monotonic())
-        assert WINDOW_BYTES < term.received - term.acked <= WINDOW_BYTES + FRAME_MAX
+        assert WINDOW_BYTES < term.received - term.acked <= WINDOW_BYTES + READ_BYTES
         assert term.drain(1.5) == 0, "output kept coming past the window"
         assert rss_kb(pid) - before < 16 * 1024
         # Keystrokes are never held back: Ctrl-C goes through while output is held, and the
@@ -522,12 +538,9 @@ def test_a_hundred_reconnects_leave_no_process_behind(wire):
     pid = wire.server.process.pid
     with terminal(wire, "cycle"):
         pass
-    # The tmux server and the terminal's shell stay (that is persistence); nothing else may.
+    # The PTY host and the terminal's shell stay (that is persistence); nothing else may.
     baseline = settled_processes(wire.container)
-    assert sorted(cmd.split()[0] for cmd in baseline.values() if cmd.startswith(("tmux", "bash"))) == [
-        "bash",
-        "tmux",
-    ], baseline
+    assert terminal_processes(baseline) == ["bash", "host"], baseline
     fds = open_fds(pid)
     for _ in range(100):
         with terminal(wire, "cycle"):
@@ -569,3 +582,56 @@ def test_a_suspend_through_another_daphne_closes_the_terminal_with_4410(wire, tm
         assert (status["status"], status["message"]) == ("suspended", "The session was suspended.")
         assert term.wait_closed() == CLOSE_SESSION_STOPPED
         assert not [m for m in term.messages if m["type"] == "exit"]
+
+
+# --- 5. one terminal in several tabs: all see the output, a stuck one is dropped -------------------
+
+
+def host_pid(container: str) -> int:
+    """The PTY host's pid (as the machine sees it: ``docker top``)."""
+    pids = [int(pid) for pid, cmd in processes(container).items() if is_host(cmd)]
+    assert len(pids) == 1, processes(container)
+    return pids[0]
+
+
+def test_two_tabs_on_one_terminal_both_see_it_and_the_last_resize_wins(wire):
+    with (
+        terminal(wire, "shared", cols=80, rows=24) as first,
+        terminal(wire, "shared", cols=100, rows=30) as second,
+    ):
+        mark_first, mark_second = first.mark, second.mark
+        second.run("echo BOTH$((20+1))")
+        first.wait_for(r"BOTH21", since=mark_first)
+        second.wait_for(r"BOTH21", since=mark_second)
+        assert stty_size(first, "30x100") == "30x100"  # the second tab attached last
+        first.send(type="resize", cols=90, rows=20)
+        assert stty_size(second, "20x90") == "20x90"
+        listed = wire.api("GET", f"/sessions/{wire.session_id}/terminals").json()
+        assert [(t["terminal_id"], t["attached"]) for t in listed] == [("shared", 2)]
+
+
+def test_a_stuck_tab_leaves_the_flow_and_gets_a_replay_when_it_reads_again(wire):
+    """One tab stops reading during a flood: the PTY host holds the flood (at most 256 KiB queued
+    for the stuck tab) for 5 s, then takes the stuck tab out of the flow, and the other tab's
+    output flows again; Ctrl-C goes through all along. When the stuck tab reads again it gets a
+    reset and the replay (its screen rebuilt), then the output, and it types as before."""
+    with terminal(wire, "shared") as good, terminal(wire, "shared") as stuck:
+        good.keep = 1 << 16
+        stuck.auto_ack = False  # and it reads nothing from here on
+        host = host_pid(wire.container)
+        before = rss_kb(host)
+        _flood(good)
+        good.drain(7.0)  # the stuck tab holds the flow for up to 5 s
+        flowing = good.drain(2.0)
+        peak = rss_kb(host)
+        assert flowing > 1_000_000, f"only {flowing} bytes in 2 s once the stuck tab left the flow"
+        assert peak - before < 16 * 1024, f"the PTY host grew from {before} to {peak} KB"
+        assert _ctrl_c_seconds(good) < 1.0
+        stuck.auto_ack = True
+        stuck.ack()
+        mark = stuck.mark
+        stuck.wait_for(r"MARK2", since=mark, timeout=60)  # the replay has the good tab's command
+        assert b"\x1bc" in bytes(stuck.output[max(0, mark - stuck.dropped) :])
+        mark = stuck.run("echo BACK$((1+1))")
+        stuck.wait_for(r"BACK2", since=mark)
+        assert not [m for m in stuck.messages if m["type"] in ("error", "exit")]
