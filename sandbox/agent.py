@@ -2999,6 +2999,7 @@ def pty_connect(*, start=True, timeout=5.0):
     Race-safe: whoever binds the name starts the host; the others connect to it. None when
     there is no host and ``start`` is false."""
     deadline = time.monotonic() + timeout
+    started = 0
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -3017,40 +3018,47 @@ def pty_connect(*, start=True, timeout=5.0):
                 raise
             time.sleep(0.01)
             continue
+        if started == 3:  # it died as it started, three times: say so rather than loop
+            listener.close()
+            raise OSError(errno.ECONNREFUSED, "the PTY host does not start")
+        started += 1
         listener.listen(128)
         _start_pty_host(listener)
         listener.close()
 
 
 def _pty_request(kind, payload):
-    """One question to a running host (list, close); None when there is no host."""
-    sock = pty_connect(start=False)
-    if sock is None:
+    """One question to a running host (list, close); None when there is no host, or no answer
+    from it within 5 s (a stopped host: the user's doing)."""
+    try:
+        sock = pty_connect(start=False)
+        if sock is None:
+            return None
+        with sock:
+            sock.settimeout(5)
+            sock.sendall(pty_frame(kind, payload))
+            buffer = bytearray()
+            while True:
+                data = sock.recv(PTY_READ)
+                if not data:
+                    return None
+                buffer += data
+                for reply_kind, reply in pty_frames(buffer):
+                    return json.loads(reply) if reply_kind == b"J" else None
+    except (OSError, ValueError):
         return None
-    with sock:
-        sock.settimeout(10)
-        sock.sendall(pty_frame(kind, payload))
-        buffer = bytearray()
-        while True:
-            data = sock.recv(PTY_READ)
-            if not data:
-                return None
-            buffer += data
-            for reply_kind, reply in pty_frames(buffer):
-                if reply_kind == b"J":
-                    return json.loads(reply)
-                return None
 
 
 def op_pty_list(args, payload):
-    return {"terminals": _pty_request(b"L", b"") or []}, b""
+    listing = _pty_request(b"L", b"")
+    return {"terminals": listing if isinstance(listing, list) else []}, b""
 
 
 def op_pty_close(args, payload):
     if not pty_valid_id(args.get("id")):
         raise AgentError("invalid_terminal_id", "A terminal id is 1 to 32 letters, digits, '-' or '_'.")
     reply = _pty_request(b"K", json.dumps({"id": args["id"]}).encode())
-    return {"closed": bool(reply and reply.get("closed"))}, b""
+    return {"closed": isinstance(reply, dict) and reply.get("closed") is True}, b""
 
 
 OPERATIONS["pty_list"] = op_pty_list

@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -423,14 +424,22 @@ async def test_a_burst_of_handshakes_from_one_ip_is_refused_with_4429_before_any
 
 
 def _attaches(session: Session) -> int:
-    """Attach processes in the sandbox: one per open terminal connection."""
+    """Attach processes in the sandbox: one per open terminal connection (``ps`` cuts their long
+    command lines: read from ``/proc``)."""
     top = docker.from_env().api.top(session.container_name)
-    cmd = top["Titles"].index("CMD")
-    return len([row for row in top["Processes"] if " pty-attach " in row[cmd]])
+    pid = top["Titles"].index("PID")
+    count = 0
+    for row in top["Processes"]:
+        try:
+            count += b"\0pty-attach\0" in Path(f"/proc/{row[pid]}/cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+    return count
 
 
 async def test_a_disconnect_is_neither_activity_nor_an_exec(running, alice):
     comm = await open_terminal(running, alice)
+    await receive_text_until(comm, rb"\$ ")  # the attach runs: the prompt came through it
     assert await asyncio.to_thread(_attaches, running) == 1
     idle_since = timezone.now() - timedelta(hours=1)
     await Session.objects.filter(pk=running.pk).aupdate(last_activity_at=idle_since)

@@ -235,10 +235,19 @@ def handshake_status(url: str, origin: str | None) -> int:
 
 
 def processes(container: str) -> dict[str, str]:
-    """pid -> command line of every process in the sandbox (``docker top``)."""
+    """pid -> command line of every process in the sandbox (``docker top``). ``ps`` cuts long
+    command lines (the helper program's), so each is read whole from ``/proc`` when it can be."""
     top = ENGINE.api.top(container)
     pid, cmd = top["Titles"].index("PID"), top["Titles"].index("CMD")
-    return {row[pid]: row[cmd] for row in top["Processes"]}
+    return {row[pid]: full_cmdline(row[pid], row[cmd]) for row in top["Processes"]}
+
+
+def full_cmdline(pid: str, shown: str) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return shown
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") or shown
 
 
 def is_attach(cmd: str) -> bool:
