@@ -1030,6 +1030,14 @@ def reap_orphans(*, kill):
     for pid in children:
         if pid in leaders or (kill and active and _environ(pid) & active):
             continue  # a run still going, or one of its processes
+        if pid in _pty_hosts:
+            if not kill:
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        _pty_hosts.discard(pid)
+                except ChildProcessError:
+                    _pty_hosts.discard(pid)
+            continue  # the terminals' host: not a run's
         if kill:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -2402,17 +2410,16 @@ def lsp(language, argv):
         to_backend({"jsonrpc": "2.0", "method": "$/vibecode/exited", "params": {"code": code}}, last=True)
 
 
-# --- terminals: one PTY host per sandbox, and the attach clients that relay to it ---------------
+# --- terminals: one PTY host per sandbox ----------------------------------------------------------
 #
-# ``pty-host`` (started by the first ``pty-attach``, never by the backend directly) owns one PTY
-# per terminal id, each running the user's login shell in /workspace, and keeps the last PTY_RING bytes of
-# each terminal's output so that every attach (a reload, a second tab) rebuilds the screen and the
-# scrollback from it. It listens on an abstract unix socket: there is no file to delete or
-# replace, and binding the name is the one-host-per-sandbox lock. ``pty-attach <id> <cols>
-# <rows>`` is what the backend runs (an exec without a TTY): it relays between its stdio and the
-# host. Wire (docs/terminal-protocol.md): frames of 1 kind byte, a 4-byte big-endian length and
-# the payload, both on the socket and on the attach's stdin; the attach's stdout carries the
-# terminal's output bytes as they are, its stderr one JSON line per event (exit, error).
+# ``pty-host`` owns one PTY per terminal id, each running the user's login shell in /workspace,
+# and keeps the last PTY_RING bytes of each terminal's output so that every attach (a reload, a
+# second tab) rebuilds the screen and the scrollback from it. It listens on an abstract unix
+# socket: there is no file to delete or replace, and binding the name is the
+# one-host-per-sandbox lock. The helper starts it (``pty_start``, which the backend calls before
+# every attach); ``sandbox/pty_attach.py`` is the small program the backend runs per connection
+# (an exec without a TTY) to relay between its stdio and the host. Wire
+# (docs/terminal-protocol.md): frames of 1 kind byte, a 4-byte big-endian length and the payload.
 
 PTY_ADDRESS = b"\0vibecode-pty"
 PTY_TITLE = "vibecode-pty"
@@ -2963,35 +2970,43 @@ def _own_program():
     return argv[argv.index(b"-c") + 1]
 
 
+# PTY hosts this helper started: children of this subreaper that are no run's, never reaped
+# as a run's orphans.
+_pty_hosts = set()
+
+
 def _start_pty_host(listener):
-    """Fork the host off (a new session, no stdio of ours) with the bound, listening socket.
+    """Start the host (a new session, no stdio of ours) with the bound, listening socket.
 
     It runs this same program from a memory file under a neutral name, ``vibecode-pty``, so its
     command line carries neither ``python3`` nor the shell's name (a user's ``pkill -f python3``
     or ``pkill -f`` of their shell ends their own programs, not the terminals' host). Nor does
-    this program's text name the shell: the helpers' command lines carry it."""
+    this program's text name the shell: the helpers' command lines carry it. It stays this
+    helper's child (listed in ``_pty_hosts``) and outlives it."""
     program = os.memfd_create(PTY_TITLE, 0)
-    os.write(program, _own_program())
-    listener.set_inheritable(True)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            null = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            python = sys.executable or "/usr/bin/python3"
-            # With an argv[0] that is no path, Python looks for its library from the current
-            # directory: from "/" it would find /lib (a link to /usr/lib) and call it home.
-            os.chdir(os.path.dirname(python))
-            argv = [PTY_TITLE, "-I", "-u", f"/proc/self/fd/{program}", "pty-host", str(listener.fileno())]
-            os.execve(python, argv, dict(USER_ENV))  # noqa: S606 (this program, renamed)
-        finally:
-            os._exit(127)
-    os.waitpid(pid, 0)
-    os.close(program)
+    try:
+        os.write(program, _own_program())
+        listener.set_inheritable(True)
+        python = sys.executable or "/usr/bin/python3"
+        argv = [PTY_TITLE, "-I", "-u", f"/proc/self/fd/{program}", "pty-host", str(listener.fileno())]
+        env = dict(USER_ENV)
+        with _leaders_lock:  # a sweep of orphans sees it listed as soon as it exists
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.setsid()
+                    null = os.open("/dev/null", os.O_RDWR)
+                    for fd in (0, 1, 2):
+                        os.dup2(null, fd)
+                    # With an argv[0] that is no path, Python looks for its library from the
+                    # current directory: from "/" it would find /lib (a link to /usr/lib).
+                    os.chdir(os.path.dirname(python))
+                    os.execve(python, argv, env)  # noqa: S606 (this program, renamed)
+                finally:
+                    os._exit(127)
+            _pty_hosts.add(pid)
+    finally:
+        os.close(program)
 
 
 def pty_connect(*, start=True, timeout=5.0):
@@ -3061,90 +3076,19 @@ def op_pty_close(args, payload):
     return {"closed": isinstance(reply, dict) and reply.get("closed") is True}, b""
 
 
+def op_pty_start(args, payload):
+    """Make sure the sandbox has a PTY host (the backend asks before every attach)."""
+    try:
+        sock = pty_connect()
+    except OSError as exc:
+        raise AgentError("terminal_failed", f"The terminals' host does not start: {exc}", 503) from None
+    sock.close()
+    return {}, b""
+
+
 OPERATIONS["pty_list"] = op_pty_list
 OPERATIONS["pty_close"] = op_pty_close
-
-
-def pty_attach(terminal_id, cols, rows):
-    """Relay between this process's stdio (the backend's exec) and the terminal in the host.
-    stdin: frames for the host, passed on as they are; stdout: the output bytes; stderr: a JSON
-    line per event. Ends when stdin closes (a detach: the terminal stays) or the host says the
-    terminal ended. Keystrokes never wait behind output: stdin is read whatever stdout holds."""
-    sock = pty_connect()
-    sock.sendall(pty_frame(b"A", json.dumps({"id": terminal_id, "cols": cols, "rows": rows}).encode()))
-    sock.setblocking(False)
-    os.set_blocking(0, False)
-    os.set_blocking(1, False)
-    host = sock.fileno()
-    poller = select.poll()
-    inbox = bytearray()
-    to_host = bytearray()
-    to_out = bytearray()
-
-    def finish(message):
-        os.set_blocking(1, True)
-        while to_out:
-            del to_out[: os.write(1, to_out)]
-        os.set_blocking(2, True)
-        os.write(2, json.dumps(message).encode() + b"\n")
-        sys.exit(0)
-
-    while True:
-        poller.register(0, select.POLLIN if len(to_host) < PTY_HIGH_WATER else 0)
-        poller.register(
-            host,
-            (select.POLLIN if len(to_out) < PTY_HIGH_WATER else 0) | (select.POLLOUT if to_host else 0),
-        )
-        poller.register(1, select.POLLOUT if to_out else 0)
-        for fd, mask in poller.poll():
-            if fd == 0 and mask:
-                try:
-                    data = os.read(0, PTY_READ)
-                except BlockingIOError:
-                    continue
-                if not data:  # the backend detached: the terminal stays
-                    sock.close()
-                    sys.exit(0)
-                to_host += data
-            elif fd == 1 and mask & (select.POLLOUT | select.POLLERR):
-                try:
-                    del to_out[: os.write(1, to_out)]
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    sys.exit(0)  # nobody reads our output any more
-            elif fd == host:
-                if mask & select.POLLOUT and to_host:
-                    try:
-                        del to_host[: sock.send(to_host)]
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        finish({"type": "dropped"})
-                if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                    try:
-                        data = sock.recv(4 * PTY_READ)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        finish({"type": "dropped"})
-                    inbox += data
-                    for kind, payload in pty_frames(inbox):
-                        if kind == b"O":
-                            to_out += payload
-                        elif kind == b"X":
-                            finish({"type": "exit", **json.loads(payload)})
-                        elif kind == b"E":
-                            finish({"type": "error", **json.loads(payload)})
-        if to_out:  # write at once what the pipe takes: no extra round through poll
-            try:
-                del to_out[: os.write(1, to_out)]
-            except BlockingIOError:
-                pass
-            except OSError:
-                sys.exit(0)
+OPERATIONS["pty_start"] = op_pty_start
 
 
 def main():
@@ -3153,14 +3097,10 @@ def main():
     # The helper's own environment is fixed and minimal; runs get the container's (USER_ENV).
     os.environ.clear()
     os.environ.update({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
-    # Terminals: the PTY host and its attach clients (neither is a subreaper: orphans of the
-    # shells go to the container's init, which reaps them).
+    # Terminals: the PTY host is no subreaper (orphans of the shells go to the container's
+    # init, which reaps them).
     if len(sys.argv) == 3 and sys.argv[1] == "pty-host":
         pty_host(int(sys.argv[2]))
-        return
-    if len(sys.argv) == 5 and sys.argv[1] == "pty-attach":
-        size = pty_size({"cols": sys.argv[3], "rows": sys.argv[4]})
-        pty_attach(sys.argv[2], *size)
         return
     # Orphans of runs (setsid, double forks) come back to this helper, which kills them when
     # their run ends.

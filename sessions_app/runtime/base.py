@@ -175,7 +175,7 @@ class SandboxInfo:
 
 class TerminalStream(abc.ABC):
     """An attach to one terminal of the sandbox's PTY host (``docs/terminal-protocol.md``): the
-    helper program's ``pty-attach`` mode, whose stdin takes the frames built by
+    attach program (``sandbox/pty_attach.py``), whose stdin takes the frames built by
     :mod:`sessions_app.runtime.pty` and whose output :meth:`decode` turns back into the
     terminal's bytes and its events.
 
@@ -327,10 +327,10 @@ class SandboxRuntime(abc.ABC):
 
     @abc.abstractmethod
     def open_terminal(self, ref: SandboxRef, *, terminal_id: str, cols: int, rows: int) -> TerminalStream:
-        """Attach to the terminal ``terminal_id`` of the sandbox's PTY host (a login bash in
-        /workspace, started with the host on first use), at this size. The attach gets the
-        terminal's recent output first (its replay), then what it prints. Raises
-        ``SandboxNotRunning``."""
+        """Attach to the terminal ``terminal_id`` of the sandbox's PTY host (a login shell in
+        /workspace, started on first use; the helper starts the host if there is none), at this
+        size. The attach gets the terminal's recent output first (its replay), then what it
+        prints. Raises ``SandboxNotRunning``."""
 
     @abc.abstractmethod
     def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:

@@ -593,6 +593,7 @@ class DockerRuntime(SandboxRuntime):
                 raise
 
     def open_terminal(self, ref: SandboxRef, *, terminal_id: str, cols: int, rows: int) -> TerminalStream:
+        self.helper(ref).call("pty_start", {})  # a few ms: the host runs already, mostly
         exec_id = self._exec_create(
             ref, pty_attach_argv(terminal_id, cols=cols, rows=rows), stdin=True, workdir=HELPER_WORKDIR
         )

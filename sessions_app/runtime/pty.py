@@ -1,5 +1,5 @@
-"""The terminals' wire into a sandbox: what the backend writes to a ``pty-attach`` (the helper
-program's attach mode, ``sandbox/agent.py``), and the attach's argv. Pure functions, tested
+"""The terminals' wire into a sandbox: what the backend writes to a terminal attach
+(``sandbox/pty_attach.py``), and the attach's argv. Pure functions, tested
 without Docker; ``docs/terminal-protocol.md`` describes the whole path.
 
 A frame is one kind byte, a 4-byte big-endian length and the payload. The attach passes its
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from sessions_app.runtime.helper import HELPER_ARGV
+from sandbox import PTY_ATTACH_SOURCE
 
 INPUT = b"I"
 RESIZE = b"R"
@@ -35,7 +35,12 @@ def close_frame() -> bytes:
     return pty_frame(CLOSE)
 
 
+# The image's interpreter by absolute path, isolated (-I) and without site (-S: nothing to import
+# from there, and a faster start), like the helper; see sandbox/pty_attach.py.
+PTY_ATTACH_ARGV = ["/usr/bin/python3", "-I", "-S", "-u", "-c", PTY_ATTACH_SOURCE, "pty-attach"]
+
+
 def pty_attach_argv(terminal_id: str, *, cols: int, rows: int) -> list[str]:
-    """The helper program in its attach mode: it connects to the sandbox's PTY host (starting it
-    on first use) and relays between its stdio and the terminal ``terminal_id``."""
-    return [*HELPER_ARGV[:-1], "pty-attach", terminal_id, str(cols), str(rows)]
+    """The attach program: it connects to the sandbox's PTY host (which the helper's
+    ``pty_start`` made sure of) and relays between its stdio and the terminal ``terminal_id``."""
+    return [*PTY_ATTACH_ARGV, terminal_id, str(cols), str(rows)]

@@ -11,9 +11,8 @@ import types
 
 import pytest
 
-from sandbox import AGENT_SOURCE
+from sandbox import AGENT_SOURCE, PTY_ATTACH_SOURCE
 from sessions_app.runtime.docker import DockerTerminalStream
-from sessions_app.runtime.helper import HELPER_ARGV
 from sessions_app.runtime.pty import close_frame, input_frame, pty_attach_argv, resize_frame
 
 
@@ -28,16 +27,17 @@ def test_a_resize_is_clamped_to_what_the_pty_host_takes():
     assert resize_frame(cols=5000, rows=1)[5:] == struct.pack(">HH", 1000, 2)
 
 
-def test_the_attach_is_the_helper_program_in_its_attach_mode():
+def test_the_attach_is_its_own_small_program_on_the_images_interpreter_isolated():
     argv = pty_attach_argv("main", cols=80, rows=24)
-    assert argv[:-4] == HELPER_ARGV[:-1]
+    assert argv[:5] == ["/usr/bin/python3", "-I", "-S", "-u", "-c"]
+    assert argv[5] == PTY_ATTACH_SOURCE and len(PTY_ATTACH_SOURCE) < 8 * 1024
     assert argv[-4:] == ["pty-attach", "main", "80", "24"]
 
 
 def test_no_helper_command_line_names_the_shell():
     """The helper, its tunnel and every attach carry the program on their command line: a user's
     ``pkill -f bash`` must not match them (the PTY host is renamed; see docs/terminal-protocol.md)."""
-    assert "bash" not in AGENT_SOURCE
+    assert "bash" not in AGENT_SOURCE and "bash" not in PTY_ATTACH_SOURCE
     assert not [arg for arg in pty_attach_argv("t", cols=80, rows=24) if "bash" in arg]
 
 
