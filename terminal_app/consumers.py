@@ -178,28 +178,32 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         write_buffer = self.scope.get(WRITE_BUFFER)  # daphne's buffered bytes for this client
         ending: dict[str, Any] | None = None
+        # One buffer for every read: a fresh 256 KB bytes object per read would be mapped and
+        # unmapped by the allocator each time.
+        buffer = bytearray(READ_BYTES)
+        view = memoryview(buffer)
         try:
             while True:
                 await self.window_open.wait()
                 try:
-                    data = await loop.sock_recv(sock, READ_BYTES)
+                    size = await loop.sock_recv_into(sock, view)
                 except OSError:
-                    data = b""
-                if not data:
+                    size = 0
+                if not size:
                     break
                 # Coalesce whatever else is already waiting, without waiting for more.
-                while len(data) < READ_BYTES:
+                while size < READ_BYTES:
                     try:
-                        more = sock.recv(READ_BYTES - len(data))
+                        more = sock.recv_into(view[size:])
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
-                        more = b""
+                        more = 0
                     if not more:
                         break
-                    data += more
+                    size += more
                 try:
-                    output, events = stream.decode(data)
+                    output, events = stream.decode(view[:size])
                 except ValueError as exc:  # the sandbox user can write anything there
                     logger.warning("terminal of session %s: %s", self.session.public_id, exc)
                     break

@@ -187,7 +187,7 @@ class TerminalStream(abc.ABC):
     sock: socket.socket
 
     @abc.abstractmethod
-    def decode(self, data: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+    def decode(self, data: bytes | memoryview) -> tuple[bytes, list[dict[str, Any]]]:
         """The terminal output and the events (``{"type": "exit", "code": N}``, ``{"type":
         "error", "code": ..., "detail": ...}``, ``{"type": "dropped"}``) carried by ``data``, the
         next bytes read from ``sock``; a piece cut short waits for the next call. Raises

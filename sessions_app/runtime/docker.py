@@ -195,24 +195,24 @@ class DockerTerminalStream(TerminalStream):
         self._events = bytearray()
         self._closed = False
 
-    def decode(self, data: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+    def decode(self, data: bytes | memoryview) -> tuple[bytes, list[dict[str, Any]]]:
         buffer = self._buffer
         buffer += data
         output: list[bytes] = []
         start = 0
-        while len(buffer) - start >= 8:
-            kind = buffer[start]
-            (size,) = struct.unpack_from(">I", buffer, start + 4)
-            if len(buffer) - start < 8 + size:
-                break
-            piece = bytes(buffer[start + 8 : start + 8 + size])
-            start += 8 + size
-            if kind == 1:
-                output.append(piece)
-            elif kind == 2:
-                self._events += piece
-            else:
-                raise ValueError(f"a stream {kind} frame")
+        with memoryview(buffer) as view:
+            while len(buffer) - start >= 8:
+                kind = buffer[start]
+                (size,) = struct.unpack_from(">I", buffer, start + 4)
+                if len(buffer) - start < 8 + size:
+                    break
+                if kind == 1:
+                    output.append(bytes(view[start + 8 : start + 8 + size]))
+                elif kind == 2:
+                    self._events += view[start + 8 : start + 8 + size]
+                else:
+                    raise ValueError(f"a stream {kind} frame")
+                start += 8 + size
         del buffer[:start]
         events: list[dict[str, Any]] = []
         while (end := self._events.find(b"\n")) >= 0:
