@@ -2981,8 +2981,8 @@ def _start_pty_host(listener):
     It runs this same program from a memory file under a neutral name, ``vibecode-pty``, so its
     command line carries neither ``python3`` nor the shell's name (a user's ``pkill -f python3``
     or ``pkill -f`` of their shell ends their own programs, not the terminals' host). Nor does
-    this program's text name the shell: the helpers' command lines carry it. It stays this
-    helper's child (listed in ``_pty_hosts``) and outlives it."""
+    this program's text name the shell. It stays this helper's child (listed in ``_pty_hosts``)
+    and outlives it."""
     program = os.memfd_create(PTY_TITLE, 0)
     try:
         os.write(program, _own_program())
@@ -3027,7 +3027,7 @@ def pty_connect(*, start=True, timeout=5.0):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(PTY_ADDRESS)
-        except OSError:  # another attach is starting it
+        except OSError:  # another call is starting it
             listener.close()
             if time.monotonic() > deadline:
                 raise
