@@ -178,32 +178,32 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         write_buffer = self.scope.get(WRITE_BUFFER)  # daphne's buffered bytes for this client
         ending: dict[str, Any] | None = None
-        # One buffer for every read: a fresh 256 KB bytes object per read would be mapped and
-        # unmapped by the allocator each time.
-        buffer = bytearray(READ_BYTES)
-        view = memoryview(buffer)
         try:
             while True:
                 await self.window_open.wait()
+                # No buffer is held while the terminal is idle: sock_recv allocates once data is
+                # there (64 KB pieces stay clear of the allocator's mmap threshold).
                 try:
-                    size = await loop.sock_recv_into(sock, view)
+                    data = await loop.sock_recv(sock, FRAME_MAX)
                 except OSError:
-                    size = 0
-                if not size:
+                    data = b""
+                if not data:
                     break
                 # Coalesce whatever else is already waiting, without waiting for more.
+                pieces, size = [data], len(data)
                 while size < READ_BYTES:
                     try:
-                        more = sock.recv_into(view[size:])
+                        more = sock.recv(min(FRAME_MAX, READ_BYTES - size))
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
-                        more = 0
+                        more = b""
                     if not more:
                         break
-                    size += more
+                    pieces.append(more)
+                    size += len(more)
                 try:
-                    output, events = stream.decode(view[:size])
+                    output, events = stream.decode(b"".join(pieces))
                 except ValueError as exc:  # the sandbox user can write anything there
                     logger.warning("terminal of session %s: %s", self.session.public_id, exc)
                     break
