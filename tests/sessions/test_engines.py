@@ -12,10 +12,11 @@ import docker
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from rest_framework.test import APIClient
 
 from sessions_app import engines
 from sessions_app.models import Engine, Session, SessionEvent
-from sessions_app.operations import sessions_reconcile
+from sessions_app.operations import sessions_cleanup, sessions_reconcile
 from sessions_app.runtime import get_runtime
 from tests.accounts.test_auth_api import assert_error
 from tests.conftest import bearer
@@ -62,10 +63,14 @@ def set_engine(name: str, **fields) -> None:
     Engine.objects.filter(name=name).update(**fields)
 
 
+def staff_api(staff) -> APIClient:
+    api = APIClient()
+    api.credentials(**bearer(staff))
+    return api
+
+
 def test_workspaces_of_several_users_spread_over_both_engines(engine_b, alice_api, bob_api, staff):
-    staff_api = type(alice_api)()
-    staff_api.credentials(**bearer(staff))
-    made = [create(alice_api), create(bob_api), create(staff_api), create(alice_api)]
+    made = [create(alice_api), create(bob_api), create(staff_api(staff)), create(alice_api)]
     placed = [item["engine"] for item in made]
     # Fewest running first: never two more on one engine than on the other.
     assert sorted(placed) == ["b", "b", "local", "local"], placed
@@ -177,7 +182,7 @@ def test_killing_engine_b_affects_only_its_workspaces_and_restarting_brings_them
     assert content(bob_api, on_local_id, "keep.txt") == b"on local\n"
     assert save(bob_api, on_local_id, "more.txt", b"still\n").status_code == 200
     # New workspaces go to local while b is down.
-    assert create(bob_api)["engine"] == "local"
+    assert create(staff_api(staff))["engine"] == "local"
     # Staff see which engine is down.
     client.force_login(staff)
     health = client.get("/api/health").json()
@@ -185,8 +190,15 @@ def test_killing_engine_b_affects_only_its_workspaces_and_restarting_brings_them
     assert health["checks"]["docker"]["status"] == "ok"
     assert health["checks"]["engines"]["status"] == "error"
     assert "down: b" in health["checks"]["engines"]["detail"]
-    # Reconcile with b down fails for b's workspace only, and changes nothing.
+    # Reconcile and cleanup with b down skip b's workspace and go on with local's: a local
+    # container stopped behind our back is still found.
+    local = docker.DockerClient(base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION)
+    local.containers.get(Session.objects.get(public_id=on_local_id).container_name).stop(timeout=1)
+    report = sessions_reconcile()
+    assert report.counts["engine_unavailable"] >= 1, report.actions
     assert Session.objects.get(public_id=on_b_id).status == Session.Status.RUNNING
+    assert Session.objects.get(public_id=on_local_id).status == Session.Status.SUSPENDED
+    assert sessions_cleanup().counts["engine_unavailable"] == 1
 
     engine_b.start()
     sessions_reconcile()
