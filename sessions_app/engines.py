@@ -66,6 +66,8 @@ def engine_set_state(*, engine: Engine, state: str, actor: AbstractBaseUser | No
 class Candidate:
     name: str
     free_memory_mb: int | None  # engine memory minus the reserve; None: no memory check
+    # Only local, active and unlimited: nothing to count or lock.
+    unlimited: bool = False
 
 
 def _only_local(engines: list[Engine]) -> bool:
@@ -83,7 +85,7 @@ def engine_candidates() -> list[Candidate]:
     Calls the engines: never inside a transaction. Only ``local``, unlimited: no Docker call."""
     engines = engines_sync_from_env()
     if _only_local(engines):
-        return [Candidate(name=LOCAL_ENGINE, free_memory_mb=None)]
+        return [Candidate(name=LOCAL_ENGINE, free_memory_mb=None, unlimited=True)]
     runtime = get_runtime()
     candidates = []
     for engine in engines:
@@ -108,6 +110,8 @@ def engine_claim(candidates: list[Candidate], *, memory_mb: int) -> str:
     """The engine a new workspace goes to. Call inside the create's transaction, before the
     session row is made: the candidates' rows are locked, so concurrent creates count each
     other. Raises ``NoCapacity`` when none has room."""
+    if len(candidates) == 1 and candidates[0].unlimited:
+        return candidates[0].name
     names = [candidate.name for candidate in candidates]
     rows = {
         engine.name: engine

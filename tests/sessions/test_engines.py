@@ -11,7 +11,9 @@ import time
 import docker
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
 from rest_framework.test import APIClient
 
 from sessions_app import engines
@@ -244,3 +246,53 @@ def test_engines_from_the_environment_get_rows_and_are_routed(settings, engine_b
     assert_error_unknown = pytest.raises(Exception, match="No container engine named 'nowhere'")
     with assert_error_unknown:
         get_runtime().ping(engine="nowhere")  # type: ignore[call-arg]
+
+
+def test_staff_add_drain_disable_and_activate_engines_in_admin(staff, alice):
+    staff.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="sessions_app",
+            codename__in=["view_engine", "add_engine", "change_engine", "delete_engine"],
+        )
+    )
+    client = Client()
+    client.force_login(staff)
+    added = client.post(
+        "/admin/sessions_app/engine/add/",
+        {
+            "name": "c",
+            "docker_url": "unix:///run/c/docker.sock",
+            "tls_dir": "",
+            "max_sessions": 3,
+            "memory_reserve_mb": 0,
+        },
+        follow=True,
+    )
+    assert added.status_code == 200 and Engine.objects.get(name="c").max_sessions == 3
+    engine = Engine.objects.get(name="c")
+    for action, state in (
+        ("drain_engines", "draining"),
+        ("disable_engines", "disabled"),
+        ("activate_engines", "active"),
+    ):
+        response = client.post(
+            "/admin/sessions_app/engine/",
+            {"action": action, "_selected_action": [str(engine.pk)]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        assert Engine.objects.get(name="c").state == state
+    assert [
+        event.detail["state"] for event in SessionEvent.objects.filter(action="engine").order_by("pk")
+    ] == [
+        "draining",
+        "disabled",
+        "active",
+    ]
+    listing = client.get("/admin/sessions_app/engine/")
+    assert b"unix:///run/c/docker.sock" in listing.content
+    # An engine that holds a workspace cannot be deleted; an empty one can.
+    Session.objects.create(
+        owner=alice, name="w", engine="c", container_name="vibecode-x-c", volume_name="vibecode-x-c-ws"
+    )
+    assert client.get(f"/admin/sessions_app/engine/{engine.pk}/delete/").status_code == 403
