@@ -18,8 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from core_app.errors import DomainError
-from sessions_app import services
-from sessions_app.models import Quota, Session, SessionEvent, WarmSandbox
+from sessions_app import engines, services
+from sessions_app.models import Engine, Quota, Session, SessionEvent, WarmSandbox
 
 
 def _staff(request: HttpRequest) -> AbstractBaseUser:
@@ -45,6 +45,57 @@ class QuotaAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user"]
 
 
+@admin.register(Engine)
+class EngineAdmin(admin.ModelAdmin):
+    """The Docker engines (docs/engines.md). Staff add and edit them here; the actions change
+    their state through the services. Engines named by the environment (local, VIBECODE_ENGINES)
+    get their URL and TLS directory back from it on the next create."""
+
+    list_display = [
+        "name",
+        "state",
+        "docker_url",
+        "max_sessions",
+        "memory_reserve_mb",
+        "running",
+        "updated_at",
+    ]
+    list_filter = ["state"]
+    search_fields = ["name", "docker_url"]
+    readonly_fields = ["state", "created_at", "updated_at"]
+    actions = ["activate_engines", "drain_engines", "disable_engines"]
+
+    @admin.display(description="running workspaces")
+    def running(self, engine: Engine) -> int:
+        return Session.objects.filter(engine=engine.name, status__in=Session.ACTIVE_STATUSES).count()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Engine | None = None) -> bool:
+        # An engine that still holds workspaces must not vanish from under them.
+        if obj is not None and Session.objects.filter(engine=obj.name).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def _set_state(self, request: HttpRequest, queryset: QuerySet[Engine], state: str) -> None:
+        actor = _staff(request)
+        names = []
+        for engine in queryset.order_by("name"):
+            engines.engine_set_state(engine=engine, state=state, actor=actor)
+            names.append(engine.name)
+        self.message_user(request, f"Engine(s) {', '.join(names)} now {state}.", messages.SUCCESS)
+
+    @admin.action(description="Activate (take new workspaces)", permissions=["change"])
+    def activate_engines(self, request: HttpRequest, queryset: QuerySet[Engine]) -> None:
+        self._set_state(request, queryset, Engine.State.ACTIVE)
+
+    @admin.action(description="Drain (no new workspaces)", permissions=["change"])
+    def drain_engines(self, request: HttpRequest, queryset: QuerySet[Engine]) -> None:
+        self._set_state(request, queryset, Engine.State.DRAINING)
+
+    @admin.action(description="Disable", permissions=["change"])
+    def disable_engines(self, request: HttpRequest, queryset: QuerySet[Engine]) -> None:
+        self._set_state(request, queryset, Engine.State.DISABLED)
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     # The real names, as the runtime returned them: a session made from the warm pool keeps its
@@ -55,12 +106,13 @@ class SessionAdmin(admin.ModelAdmin):
         "owner",
         "status",
         "runtime",
+        "engine",
         "container_name",
         "volume_name",
         "created_at",
         "last_activity_at",
     ]
-    list_filter = ["status", "runtime"]
+    list_filter = ["status", "runtime", "engine"]
     list_select_related = ["owner"]
     search_fields = ["public_id", "name", "owner__username", "container_name", "volume_name"]
     date_hierarchy = "created_at"
@@ -76,6 +128,7 @@ class SessionAdmin(admin.ModelAdmin):
         "volume_name",
         "image",
         "runtime",
+        "engine",
         "limits",
         "state_version",
         "created_at",
@@ -197,11 +250,12 @@ class WarmSandboxAdmin(admin.ModelAdmin):
         "session",
         "image",
         "runtime",
+        "engine",
         "created_at",
         "ready_at",
         "claimed_at",
     ]
-    list_filter = ["state", "runtime"]
+    list_filter = ["state", "runtime", "engine"]
     list_select_related = ["session"]
     search_fields = ["pool_id", "container_name", "volume_name", "session__public_id"]
     readonly_fields = [

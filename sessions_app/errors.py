@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from core_app.errors import DomainError
+from core_app.errors import DomainError, ServiceUnavailable
 from sessions_app.runtime.errors import (  # noqa: F401  (re-exported: one place to import from)
+    EngineUnavailable,
     RuntimeFailure,
     RuntimeUnavailable,
     SandboxNotFound,
@@ -51,3 +52,11 @@ class WorkbenchTooLarge(DomainError):
     status_code = 413
     code = "workbench_too_large"
     default_detail = "The workbench state is too large to keep."
+
+
+class NoCapacity(ServiceUnavailable):
+    code = "capacity"
+    default_detail = (
+        "Every container engine is full right now, so no new workspace can start. "
+        "Try again later, or suspend a workspace you are not using."
+    )

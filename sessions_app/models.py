@@ -19,6 +19,43 @@ def new_public_id() -> str:
     return "".join(secrets.choice(SLUG_ALPHABET) for _ in range(10))
 
 
+LOCAL_ENGINE = "local"
+
+
+class Engine(models.Model):
+    """A Docker engine that holds workspaces (docs/engines.md). ``local`` is ``DOCKER_HOST``;
+    ``VIBECODE_ENGINES`` adds more (:func:`sessions_app.engines.engines_sync_from_env`), and
+    staff may add others here. Sessions name their engine by ``name``."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"  # takes new workspaces
+        DRAINING = "draining"  # keeps its workspaces, takes no new ones
+        DISABLED = "disabled"  # takes no new ones (its workspaces are still reached)
+
+    name = models.SlugField(max_length=63, unique=True)
+    docker_url = models.CharField(max_length=300, help_text="unix:///path/docker.sock or tcp://host:2376")
+    tls_dir = models.CharField(
+        max_length=300, blank=True, help_text="For tcp://: a directory with ca.pem, cert.pem and key.pem."
+    )
+    max_sessions = models.PositiveIntegerField(
+        default=0, help_text="Running workspaces at most; 0: no limit."
+    )
+    memory_reserve_mb = models.PositiveIntegerField(
+        default=0,
+        help_text="Memory to leave uncommitted (engine memory minus running workspaces' limits); "
+        "0: no memory check.",
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.state})"
+
+
 class Session(models.Model):
     class Status(models.TextChoices):
         CREATING = "creating"
@@ -45,6 +82,8 @@ class Session(models.Model):
     volume_name = models.CharField(max_length=200, unique=True)
     image = models.CharField(max_length=200)
     runtime = models.CharField(max_length=16, default="runc")
+    # The engine the sandbox lives on (Engine.name); every runtime call for it goes there.
+    engine = models.CharField(max_length=63, default=LOCAL_ENGINE, db_index=True)
     # A snapshot of the limits the container was made with: {"memory_mb", "cpus", "pids",
     # "disk_mb"}; disk_mb is null (or absent) for a workspace volume without a disk quota.
     limits = models.JSONField(default=dict)
@@ -132,6 +171,7 @@ class SessionEvent(models.Model):
         ERROR = "error"
         RECONCILE = "reconcile"
         CLEANUP = "cleanup"
+        ENGINE = "engine"  # an engine's state changed (no session)
         # Security events (the session may be absent: a login concerns no session).
         LOGIN = "login"
         LOGIN_FAILED = "login_failed"
@@ -203,6 +243,8 @@ class WarmSandbox(models.Model):
     volume_name = models.CharField(max_length=200, unique=True)
     image = models.CharField(max_length=200)
     runtime = models.CharField(max_length=16, default="runc")
+    # The engine it was made on (the pool is made on local only: docs/engines.md).
+    engine = models.CharField(max_length=63, default=LOCAL_ENGINE)
     limits = models.JSONField(default=dict)
     # A digest of everything else of the spec (image, runtime, env, mounts, hardening): a create
     # claims only a member whose key equals its own spec's (sessions_app.specs.pool_key).

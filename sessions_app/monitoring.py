@@ -9,10 +9,12 @@ from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core_app.errors import DomainError
 from core_app.health import register_health_check
 from core_app.metrics import register_collector
 from core_app.scheduler import register_maintenance_task
-from sessions_app.models import Session
+from sessions_app.errors import EngineUnavailable
+from sessions_app.models import LOCAL_ENGINE, Engine, Session
 from sessions_app.operations import sessions_cleanup, sessions_reconcile
 from sessions_app.runtime import get_runtime
 from sessions_app.warm_pool import warm_pool_refill
@@ -21,6 +23,29 @@ from sessions_app.warm_pool import warm_pool_refill
 def check_docker() -> str:
     """The engine's version, or ``RuntimeUnavailable``."""
     return get_runtime().ping()
+
+
+def check_engines() -> str:
+    """Every engine's state and whether it answers (local is the ``docker`` check): one line,
+    ``name: state, answers|unavailable`` per engine; raises when an active engine other than
+    local does not answer, so the report says ``degraded``."""
+    runtime = get_runtime()
+    parts, down = [], []
+    for engine in Engine.objects.order_by("name"):
+        if engine.name == LOCAL_ENGINE:
+            parts.append(f"{engine.name}: {engine.state}")
+            continue
+        try:
+            runtime.ping(engine=engine.name)  # type: ignore[call-arg]
+            parts.append(f"{engine.name}: {engine.state}, answers")
+        except DomainError:
+            parts.append(f"{engine.name}: {engine.state}, unavailable")
+            if engine.state != Engine.State.DISABLED:
+                down.append(engine.name)
+    summary = "; ".join(parts) or "local"
+    if down:
+        raise EngineUnavailable(f"{summary} (down: {', '.join(down)})")
+    return summary
 
 
 class SessionsByStatus(Collector):
@@ -54,6 +79,7 @@ def warm_pool_task() -> int:
 
 def register() -> None:
     register_health_check("docker", check_docker)
+    register_health_check("engines", check_engines)
     register_collector(SessionsByStatus())
     # Reconcile first: a session whose container vanished is not "idle", it is suspended.
     register_maintenance_task("reconcile", reconcile_task)

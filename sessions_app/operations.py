@@ -19,10 +19,10 @@ from django.utils import timezone
 from core_app.errors import DomainError
 from sessions_app import specs, warm_pool
 from sessions_app.audit import session_event_record
-from sessions_app.errors import SessionBusy, VolumeMissing
-from sessions_app.models import Session, SessionEvent
+from sessions_app.errors import EngineUnavailable, SessionBusy, VolumeMissing
+from sessions_app.models import LOCAL_ENGINE, Engine, Session, SessionEvent
 from sessions_app.runtime import get_runtime
-from sessions_app.runtime.base import SandboxRef, SandboxState
+from sessions_app.runtime.base import SandboxInfo, SandboxRef, SandboxState
 from sessions_app.selectors import sessions_idle
 from sessions_app.services import _transition, session_suspend
 
@@ -74,10 +74,23 @@ def sessions_cleanup(*, idle_minutes: int | None = None, dry_run: bool = False) 
     return report
 
 
+def _sandboxes_on_every_engine(report: OperationReport) -> list[SandboxInfo]:
+    """This installation's sandboxes on local and on every other engine that answers (one that
+    does not is reported and skipped: its workspaces are left as they are)."""
+    runtime = get_runtime()
+    found = list(runtime.list_sandboxes(specs.instance_labels()))
+    for name in Engine.objects.exclude(name=LOCAL_ENGINE).values_list("name", flat=True):
+        try:
+            found += runtime.list_sandboxes(specs.instance_labels(), engine=name)  # type: ignore[call-arg]
+        except EngineUnavailable:
+            report.add(f"engine {name} unavailable: its sandboxes not checked", kind="engine_unavailable")
+    return found
+
+
 def _remove_orphans(report: OperationReport) -> None:
     runtime = get_runtime()
     known = set(Session.objects.values_list("container_name", flat=True))
-    for info in runtime.list_sandboxes(specs.instance_labels()):
+    for info in _sandboxes_on_every_engine(report):
         # Only a session's sandbox can be an orphan; backup and restore helpers carry no session id.
         if info.object_name in known or "vibecode.session_id" not in info.labels:
             continue
@@ -86,7 +99,9 @@ def _remove_orphans(report: OperationReport) -> None:
             kind="orphan_removed",
         )
         if not report.dry_run:
-            runtime.remove(SandboxRef(info.object_id, info.object_name, volume_name=""), volume=False)
+            runtime.remove(
+                SandboxRef(info.object_id, info.object_name, volume_name="", engine=info.engine), volume=False
+            )
 
 
 def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
@@ -115,7 +130,15 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
         if session.status == Session.Status.RESUMING and now - session.last_activity_at < stuck_after:
             continue  # probably being resumed right now (the claim set last_activity_at)
         ref = specs.session_ref(session)
-        status = runtime.status(ref)
+        try:
+            status = runtime.status(ref)
+        except EngineUnavailable:
+            # Only this engine's workspaces wait for it; the rest are reconciled now.
+            report.add(
+                f"skip session {session.public_id}: engine {session.engine} unavailable",
+                kind="engine_unavailable",
+            )
+            continue
         target: str | None = None
         if session.status == Session.Status.DELETING:
             report.add(f"finish deleting session {session.public_id}")

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from sessions_app.errors import SessionNotFound
-from sessions_app.models import SLUG_ALPHABET, Quota, Session
+from sessions_app.models import SLUG_ALPHABET, Engine, Quota, Session
+from sessions_app.runtime.errors import EngineUnavailable
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,36 @@ def sessions_idle(*, now: timezone.datetime | None = None, idle_minutes: int | N
         if session.last_activity_at <= now - timedelta(minutes=minutes):
             idle.append(session)
     return idle
+
+
+def engine_address(name: str) -> tuple[str, str]:
+    """Where engine ``name`` (not local) lives: (docker URL, TLS directory), from
+    ``VIBECODE_ENGINES`` or else its ``Engine`` row. No such engine: ``EngineUnavailable``."""
+    configured = settings.VIBECODE_ENGINES.get(name)
+    if configured is not None:
+        return configured["url"], configured["tls_dir"]
+    row = Engine.objects.filter(name=name).values_list("docker_url", "tls_dir").first()
+    if row is None:
+        raise EngineUnavailable(f"No container engine named {name!r} is configured.", engine=name)
+    return row[0], row[1]
+
+
+def engines_running_counts() -> dict[str, int]:
+    """Sessions holding (or about to hold) a running sandbox, per engine."""
+    rows = (
+        Session.objects.filter(status__in=Session.ACTIVE_STATUSES)
+        .values_list("engine")
+        .annotate(n=Count("id"))
+        .values_list("engine", "n")
+    )
+    return dict(rows)
+
+
+def engines_committed_memory_mb() -> dict[str, int]:
+    """The memory limits of the sessions holding a running sandbox, summed per engine."""
+    committed: dict[str, int] = {}
+    for engine, limits in Session.objects.filter(status__in=Session.ACTIVE_STATUSES).values_list(
+        "engine", "limits"
+    ):
+        committed[engine] = committed.get(engine, 0) + int((limits or {}).get("memory_mb") or 0)
+    return committed

@@ -28,7 +28,7 @@ from django.utils import timezone
 from core_app.errors import DomainError
 from core_app.metrics import SESSION_CREATE_SECONDS
 from sandbox import builder
-from sessions_app import specs, warm_pool
+from sessions_app import engines, specs, warm_pool
 from sessions_app.audit import session_event_record
 from sessions_app.errors import (
     QuotaExceeded,
@@ -38,7 +38,7 @@ from sessions_app.errors import (
     SessionRunning,
     VolumeMissing,
 )
-from sessions_app.models import Session, SessionEvent, new_public_id
+from sessions_app.models import LOCAL_ENGINE, Session, SessionEvent, new_public_id
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult, SandboxStats
 from sessions_app.runtime.tunnel import Tunnel
@@ -115,7 +115,9 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
     warm_pool.py): its container is renamed to the session's and the session keeps the member's
     volume name; else (or if the member turns out dead) the sandbox is made here, the cold path.
     On failure the session is left in ``error`` with the reason, and no half-made container.
+    The engine is chosen by :mod:`sessions_app.engines` (``NoCapacity`` when all are full).
     """
+    candidates = engines.engine_candidates()
     with transaction.atomic():
         # Serialise one user's creates and resumes, so that two at once cannot both pass the quota.
         _lock_owner(user.pk)
@@ -132,8 +134,10 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
         public_id = new_public_id()
         limits = _limits_snapshot(quota)
         seed_volume_name = specs.volume_name(user_id=user.pk, public_id=public_id)
-        # Only now, with the quota passed: a user at a limit never takes a member.
-        member = warm_pool.warm_pool_take(limits=limits)
+        engine = engines.engine_claim(candidates, memory_mb=int(limits["memory_mb"]))
+        # Only now, with the quota passed: a user at a limit never takes a member. The pool is
+        # made on local only.
+        member = warm_pool.warm_pool_take(limits=limits) if engine == LOCAL_ENGINE else None
         session = Session.objects.create(
             public_id=public_id,
             owner_id=user.pk,
@@ -146,6 +150,7 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
             image=settings.VIBECODE_SANDBOX_IMAGE,
             runtime=settings.VIBECODE_SANDBOX_RUNTIME,
             limits=limits,
+            engine=engine,
         )
         if member is not None:
             warm_pool.warm_pool_bind(member=member, session=session)

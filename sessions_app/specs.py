@@ -107,6 +107,7 @@ def sandbox_spec(session: Session) -> SandboxSpec:
         runtime=session.runtime,
         labels=sandbox_labels(user_id=session.owner_id, public_id=session.public_id),
         limits=session.limits,
+        engine=session.engine,
     )
 
 
@@ -118,6 +119,7 @@ def _spec(
     runtime: str,
     labels: Mapping[str, str],
     limits: Mapping[str, Any],
+    engine: str = "local",
 ) -> SandboxSpec:
     disk = limits.get("disk_mb")
     return SandboxSpec(
@@ -139,6 +141,7 @@ def _spec(
         env=sandbox_env(),
         disk_mb=None if disk is None else int(disk),
         read_only_files=read_only_files(),
+        engine=engine,
     )
 
 
@@ -196,6 +199,7 @@ def warm_sandbox_spec(member: WarmSandbox) -> SandboxSpec:
             pool_id=member.pool_id, container_name=member.container_name, volume_name=member.volume_name
         ),
         limits=member.limits,
+        engine=member.engine,
     )
 
 
@@ -208,7 +212,7 @@ def pool_key(*, image: str, runtime: str, limits: Mapping[str, Any]) -> str:
     cannot change and carry no owner."""
     spec = _spec(name="", volume_name="", image=image, runtime=runtime, labels={}, limits=limits)
     fixed = dataclasses.asdict(spec)
-    for name in ("name", "volume_name", "labels", "memory_mb", "cpus", "pids", "disk_mb"):
+    for name in ("name", "volume_name", "labels", "memory_mb", "cpus", "pids", "disk_mb", "engine"):
         fixed.pop(name)
     fixed["has_disk_quota"] = spec.disk_mb is not None
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()
@@ -234,6 +238,7 @@ def session_ref(session: Session) -> SandboxRef:
         object_id=session.container_id or session.container_name,
         object_name=session.container_name,
         volume_name=session.volume_name,
+        engine=session.engine,
     )
 
 
@@ -255,4 +260,5 @@ def volume_helper_spec(*, volume_name: str, session: Session | None = None) -> V
         volume_labels=volume_labels,
         user=settings.VIBECODE_SANDBOX_USER,
         disk_mb=disk_mb(session) if session is not None else None,
+        engine=session.engine if session is not None else "local",
     )

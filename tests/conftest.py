@@ -56,14 +56,17 @@ def staff(db):
     return get_user_model().objects.create_user("staff", "staff@example.com", PASSWORD, is_staff=True)
 
 
-def remove_test_sandboxes() -> None:
-    """Remove every container and volume this test instance made, by label."""
+def remove_test_sandboxes(docker_host: str = "") -> None:
+    """Remove every container and volume this test instance made, by label (on the machine's
+    engine, or on the one at ``docker_host``)."""
     import docker
     from django.conf import settings
 
     from sessions_app.runtime import btrfs
 
-    client = docker.DockerClient(base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION)
+    client = docker.DockerClient(
+        base_url=docker_host or settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION
+    )
     label = f"vibecode.instance={settings.VIBECODE_INSTANCE}"
     assert settings.VIBECODE_INSTANCE.startswith("test"), "refusing to clean a non-test instance"
     for container in client.api.containers(all=True, filters={"label": label}):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -106,3 +107,34 @@ def env_json(name: str, default: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ImproperlyConfigured(f"{name} must be a JSON object.")
     return value
+
+
+ENGINE_NAME_RE = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+def engine_tls_dir_variable(name: str) -> str:
+    """The variable naming an extra engine's client certificates: VIBECODE_ENGINE_<NAME>_TLS_DIR."""
+    return f"VIBECODE_ENGINE_{name.upper().replace('-', '_')}_TLS_DIR"
+
+
+def env_engines(name: str) -> dict[str, dict[str, str]]:
+    """Extra Docker engines, ``name=url,name2=url2`` -> ``{name: {"url": ..., "tls_dir": ...}}``.
+    Each name is a slug other than ``local`` (that one is ``DOCKER_HOST``); each URL is
+    ``unix://...`` or ``tcp://...``; a tcp engine's TLS directory comes from
+    ``VIBECODE_ENGINE_<NAME>_TLS_DIR`` (ca.pem, cert.pem, key.pem)."""
+    raw = os.environ.get(name, "").strip()
+    engines: dict[str, dict[str, str]] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        engine, sep, url = (piece.strip() for piece in item.partition("="))
+        if not sep or not re.match(ENGINE_NAME_RE, engine):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not name=url with a lower-case slug name (a-z, 0-9, -)."
+            )
+        if engine == "local":
+            raise ImproperlyConfigured(f"{name}: engine local is DOCKER_HOST; give the others other names.")
+        if engine in engines:
+            raise ImproperlyConfigured(f"{name}: engine {engine} is listed twice.")
+        if not url.startswith(("unix://", "tcp://")):
+            raise ImproperlyConfigured(f"{name}: engine {engine}'s URL must start with unix:// or tcp://.")
+        engines[engine] = {"url": url, "tls_dir": os.environ.get(engine_tls_dir_variable(engine), "").strip()}
+    return engines

@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from vibecode_project.env import (
     env_bool,
     env_choice,
+    env_engines,
     env_float,
     env_int,
     env_json,
@@ -258,6 +259,8 @@ DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
 DOCKER_TIMEOUT_SECONDS = env_float("DOCKER_TIMEOUT_SECONDS", 30.0, minimum=1.0)
 # Pinned rather than "auto", so building the client never needs the engine to answer.
 DOCKER_API_VERSION = env_str("DOCKER_API_VERSION", "1.41")
+# More engines than DOCKER_HOST (which is engine "local"): name=url pairs, see docs/engines.md.
+VIBECODE_ENGINES = env_engines("VIBECODE_ENGINES")
 VIBECODE_RUNTIME_BACKEND = env_choice("VIBECODE_RUNTIME_BACKEND", "docker", {"docker"})
 
 # --- Sandboxes (one container per session) -----------------------------------------------------

@@ -31,6 +31,7 @@ class SessionOutput(serializers.ModelSerializer):
             "volume_name",
             "image",
             "runtime",
+            "engine",
             "limits",
             "disk_mb",
             "created_at",

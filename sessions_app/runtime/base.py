@@ -11,6 +11,12 @@ A runtime owns the life of sandboxes: a container (or pod) plus a workspace volu
   nothing here may run on the ASGI event loop.
 * An engine that does not answer raises :class:`RuntimeUnavailable` (HTTP 503).
 * Only :meth:`remove` with ``volume=True`` ever deletes a workspace volume.
+* Engines: a runtime may span several engines (``runtime/router.py``). Refs, specs and helper
+  specs name theirs (``engine``, default ``local``) and every call goes to that engine; refs and
+  infos a runtime returns carry the engine they live on. Engine-wide calls (ping, images, memory,
+  listing) take ``engine=`` (default ``local``). One engine not answering raises
+  ``RuntimeUnavailable`` (``EngineUnavailable``, naming it, for engines other than ``local``)
+  for its sandboxes only.
 * Disk quotas: when :attr:`SandboxRuntime.disk_quotas` is true, a new workspace volume gets a hard
   limit of ``SandboxSpec.disk_mb``; writes past it fail inside the sandbox with EDQUOT/ENOSPC and
   affect nothing else. Existing volumes keep the limit they were made with (none for volumes made
@@ -66,6 +72,8 @@ class SandboxSpec:
     disk_mb: int | None = None
     # Host files mounted read-only into the sandbox: {host path: path inside} (the egress CA bundle).
     read_only_files: Mapping[str, str] = field(default_factory=dict)
+    # The engine it is made on (sessions_app.models.Engine.name).
+    engine: str = "local"
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,8 @@ class VolumeHelperSpec:
     # Where the volume is mounted: the sandbox's own workdir, so a new volume gets the image's
     # /workspace (owned by the sandbox user) exactly as a sandbox would.
     mount: str = "/workspace"
+    # The engine the volume lives on.
+    engine: str = "local"
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,8 @@ class SandboxRef:
     object_id: str
     object_name: str
     volume_name: str
+    # The engine the sandbox lives on (sessions_app.models.Engine.name).
+    engine: str = "local"
 
 
 class SandboxState(enum.Enum):
@@ -174,6 +186,8 @@ class SandboxInfo:
     #: The id of the image build it was made from ("" when the backend cannot tell). A tag can be
     #: rebuilt; the id says which build a container runs.
     image_id: str = ""
+    #: The engine it was found on.
+    engine: str = "local"
 
 
 class TerminalStream(abc.ABC):

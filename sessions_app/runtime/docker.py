@@ -42,6 +42,7 @@ from sessions_app.runtime.base import (
     VolumeHelperSpec,
 )
 from sessions_app.runtime.errors import (
+    EngineUnavailable,
     RuntimeFailure,
     RuntimeUnavailable,
     SandboxNotFound,
@@ -54,9 +55,32 @@ from sessions_app.runtime.pty import pty_attach_argv
 
 logger = logging.getLogger(__name__)
 
+LOCAL = "local"
+
 
 _client_lock = threading.Lock()
 _client: docker.DockerClient | None = None
+
+
+def docker_client_for(
+    base_url: str, *, tls_dir: str = "", timeout: float | None = None
+) -> docker.DockerClient:
+    """A Docker client for one engine: ``unix://`` or ``tcp://``, the latter with mutual TLS
+    when ``tls_dir`` holds ca.pem, cert.pem and key.pem."""
+    tls: docker.tls.TLSConfig | bool = False
+    if tls_dir:
+        tls = docker.tls.TLSConfig(
+            client_cert=(os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem")),
+            ca_cert=os.path.join(tls_dir, "ca.pem"),
+            verify=True,
+        )
+    return docker.DockerClient(
+        base_url=base_url,
+        version=settings.DOCKER_API_VERSION,
+        timeout=int(timeout or settings.DOCKER_TIMEOUT_SECONDS),
+        max_pool_size=32,
+        tls=tls,
+    )
 
 
 def _docker_client() -> docker.DockerClient:
@@ -74,17 +98,22 @@ def _docker_client() -> docker.DockerClient:
 
 
 @contextlib.contextmanager
-def engine_errors(what: str) -> Iterator[None]:
-    """Turn transport failures into ``RuntimeUnavailable`` and engine refusals into
-    ``RuntimeFailure``. ``NotFound`` passes through for the caller to interpret."""
+def engine_errors(what: str, engine: str = LOCAL) -> Iterator[None]:
+    """Turn transport failures into ``RuntimeUnavailable`` (``EngineUnavailable`` naming the
+    engine, for engines other than ``local``) and engine refusals into ``RuntimeFailure``.
+    ``NotFound`` passes through for the caller to interpret."""
+
+    def unavailable() -> RuntimeUnavailable:
+        return RuntimeUnavailable() if engine == LOCAL else EngineUnavailable.naming(engine)
+
     try:
         yield
     except NotFound:
         raise
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
         DOCKER_ERRORS.labels(kind="unreachable").inc()
-        logger.warning("docker unreachable during %s: %s", what, type(exc).__name__)
-        raise RuntimeUnavailable() from exc
+        logger.warning("docker engine %s unreachable during %s: %s", engine, what, type(exc).__name__)
+        raise unavailable() from exc
     except APIError as exc:
         DOCKER_ERRORS.labels(kind="refused").inc()
         logger.warning("docker refused %s: %s", what, exc.explanation or exc)
@@ -92,7 +121,7 @@ def engine_errors(what: str) -> Iterator[None]:
     except DockerException as exc:
         DOCKER_ERRORS.labels(kind="other").inc()
         logger.warning("docker error during %s: %s", what, exc)
-        raise RuntimeUnavailable() from exc
+        raise unavailable() from exc
 
 
 def docker_create_kwargs(spec: SandboxSpec) -> dict[str, Any]:
@@ -313,7 +342,14 @@ class DockerProcessStream(ProcessStream):
 
 
 class DockerRuntime(SandboxRuntime):
-    def __init__(self) -> None:
+    """One engine. ``local`` (the default) uses the process's shared client on ``DOCKER_HOST``;
+    another engine gets a client of its own for its URL (and TLS directory)."""
+
+    def __init__(self, *, engine: str = LOCAL, base_url: str = "", tls_dir: str = "") -> None:
+        self.engine = engine
+        self._base_url = base_url
+        self._tls_dir = tls_dir
+        self._own_client: docker.DockerClient | None = None
         # Previous (cpu_total, system_total) per container, for CPU percent between two calls.
         self._cpu_samples: dict[str, tuple[int, int]] = {}
         # Volume name -> the quota-limited subvolume behind it ("" for a plain volume).
@@ -326,10 +362,14 @@ class DockerRuntime(SandboxRuntime):
 
     @property
     def client(self) -> docker.DockerClient:
-        return _docker_client()
+        if not self._base_url:
+            return _docker_client()
+        if self._own_client is None:
+            self._own_client = docker_client_for(self._base_url, tls_dir=self._tls_dir)
+        return self._own_client
 
     def ping(self) -> str:
-        with engine_errors("answer"):
+        with engine_errors("answer", self.engine):
             version = self.client.api.version()
         return f"Docker Engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
 
@@ -346,7 +386,7 @@ class DockerRuntime(SandboxRuntime):
         subvolume of the same name. An existing volume is kept as it is."""
         api = self.client.api
         root = settings.VIBECODE_WORKSPACES_DIR
-        with engine_errors("create the workspace volume"):
+        with engine_errors("create the workspace volume", self.engine):
             if not (self.disk_quotas and spec.disk_mb):
                 api.create_volume(name=spec.volume_name, labels=dict(spec.labels))
                 return
@@ -392,7 +432,7 @@ class DockerRuntime(SandboxRuntime):
 
     def _remove_volume(self, volume_name: str) -> None:
         api = self.client.api
-        with engine_errors("remove the workspace volume"):
+        with engine_errors("remove the workspace volume", self.engine):
             path = self._volume_path(volume_name)
             try:
                 api.remove_volume(volume_name, force=True)
@@ -408,7 +448,7 @@ class DockerRuntime(SandboxRuntime):
         self._create_volume(spec)
         kwargs = docker_create_kwargs(spec)
         created_here = False
-        with engine_errors("create the container"):
+        with engine_errors("create the container", self.engine):
             try:
                 container = self.client.containers.create(**kwargs)
                 created_here = True
@@ -424,7 +464,9 @@ class DockerRuntime(SandboxRuntime):
                 container = self.client.containers.get(spec.name)
                 if container.labels.get("vibecode.session_id") != spec.labels.get("vibecode.session_id"):
                     raise
-        ref = SandboxRef(object_id=container.id, object_name=spec.name, volume_name=spec.volume_name)
+        ref = SandboxRef(
+            object_id=container.id, object_name=spec.name, volume_name=spec.volume_name, engine=self.engine
+        )
         try:
             self.start(ref)
         except Exception:
@@ -435,7 +477,7 @@ class DockerRuntime(SandboxRuntime):
 
     def start(self, ref: SandboxRef) -> None:
         self._forget_helper(ref)
-        with engine_errors("start the container"):
+        with engine_errors("start the container", self.engine):
             try:
                 self.client.api.start(ref.object_id)
             except NotFound as exc:
@@ -446,7 +488,7 @@ class DockerRuntime(SandboxRuntime):
         """A container is ready when an exec runs in it; the first one normally succeeds."""
         deadline = time.monotonic() + timeout
         while True:
-            with engine_errors("check the container is ready"):
+            with engine_errors("check the container is ready", self.engine):
                 try:
                     exec_id = self.client.api.exec_create(ref.object_id, ["true"])["Id"]
                     self.client.api.exec_start(exec_id)
@@ -460,7 +502,7 @@ class DockerRuntime(SandboxRuntime):
 
     def stop(self, ref: SandboxRef) -> None:
         self._forget_helper(ref)
-        with engine_errors("stop the container"):
+        with engine_errors("stop the container", self.engine):
             try:
                 self.client.api.stop(ref.object_id, timeout=settings.VIBECODE_SANDBOX_STOP_TIMEOUT_SECONDS)
             except NotFound:
@@ -469,14 +511,14 @@ class DockerRuntime(SandboxRuntime):
 
     def status(self, ref: SandboxRef) -> SandboxStatus:
         api = self.client.api
-        with engine_errors("inspect the volume"):
+        with engine_errors("inspect the volume", self.engine):
             try:
                 api.inspect_volume(ref.volume_name)
                 volume_exists = True
             except NotFound:
                 volume_exists = False
         container = None
-        with engine_errors("inspect the container"):
+        with engine_errors("inspect the container", self.engine):
             # By id first; by name when the recorded id is stale (a container made again).
             for target in dict.fromkeys(filter(None, (ref.object_id, ref.object_name))):
                 try:
@@ -498,7 +540,7 @@ class DockerRuntime(SandboxRuntime):
     def remove(self, ref: SandboxRef, *, volume: bool) -> None:
         self._forget_helper(ref)
         api = self.client.api
-        with engine_errors("remove the container"):
+        with engine_errors("remove the container", self.engine):
             for target in filter(None, {ref.object_id, ref.object_name}):
                 try:
                     api.remove_container(target, force=True)
@@ -513,7 +555,7 @@ class DockerRuntime(SandboxRuntime):
 
     def list_sandboxes(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
-        with engine_errors("list containers"):
+        with engine_errors("list containers", self.engine):
             found = self.client.api.containers(all=True, filters=filters)
         return [
             SandboxInfo(
@@ -522,6 +564,7 @@ class DockerRuntime(SandboxRuntime):
                 labels=item.get("Labels") or {},
                 running=item.get("State") == "running",
                 image_id=item.get("ImageID") or "",
+                engine=self.engine,
             )
             for item in found
         ]
@@ -539,7 +582,7 @@ class DockerRuntime(SandboxRuntime):
         disk_mb: int | None = None,
     ) -> SandboxRef:
         api = self.client.api
-        with engine_errors("rename the container"):
+        with engine_errors("rename the container", self.engine):
             try:
                 api.rename(ref.object_id, name)
             except NotFound as exc:
@@ -553,37 +596,39 @@ class DockerRuntime(SandboxRuntime):
             resources["PidsLimit"] = pids
         if resources:
             # docker-py's update_container knows neither NanoCpus nor PidsLimit; the API does.
-            with engine_errors("change the container's limits"):
+            with engine_errors("change the container's limits", self.engine):
                 try:
                     url = api._url("/containers/{0}/update", ref.object_id)
                     api._result(api._post_json(url, data=resources), True)
                 except NotFound as exc:
                     raise SandboxNotFound() from exc
         if disk_mb is not None:
-            with engine_errors("inspect the workspace volume"):
+            with engine_errors("inspect the workspace volume", self.engine):
                 path = self._volume_path(ref.volume_name)
             if path:
                 btrfs.workspace_set_limit(path=path, limit_bytes=disk_mb * 2**20)
-        with engine_errors("inspect the container"):
+        with engine_errors("inspect the container", self.engine):
             try:
                 state = api.inspect_container(ref.object_id)["State"]
             except NotFound as exc:
                 raise SandboxNotFound() from exc
         if not state.get("Running") or state.get("Paused") or state.get("Restarting"):
             raise SandboxNotRunning()
-        return SandboxRef(object_id=ref.object_id, object_name=name, volume_name=ref.volume_name)
+        return SandboxRef(
+            object_id=ref.object_id, object_name=name, volume_name=ref.volume_name, engine=self.engine
+        )
 
     def engine_memory_bytes(self) -> int | None:
         # Fixed for the engine's life, and `docker info` is one of its slower calls: asked once.
         if self._engine_memory is None:
-            with engine_errors("describe the engine"):
+            with engine_errors("describe the engine", self.engine):
                 self._engine_memory = int(self.client.api.info().get("MemTotal") or 0) or None
         return self._engine_memory
 
     # --- running things -------------------------------------------------------------------------
 
     def _exec_create(self, ref: SandboxRef, argv: Sequence[str], **kwargs: Any) -> str:
-        with engine_errors("start a process in the container"):
+        with engine_errors("start a process in the container", self.engine):
             try:
                 return str(self.client.api.exec_create(ref.object_id, list(argv), **kwargs)["Id"])
             except NotFound as exc:
@@ -598,20 +643,20 @@ class DockerRuntime(SandboxRuntime):
         exec_id = self._exec_create(
             ref, pty_attach_argv(terminal_id, cols=cols, rows=rows), stdin=True, workdir=HELPER_WORKDIR
         )
-        with engine_errors("open a terminal in the container"):
+        with engine_errors("open a terminal in the container", self.engine):
             raw = self.client.api.exec_start(exec_id, socket=True)
         return DockerTerminalStream(raw)
 
     def open_stream(self, ref: SandboxRef, argv: Sequence[str], *, workdir: str = "/") -> ProcessStream:
         exec_id = self._exec_create(ref, argv, stdin=True, workdir=workdir)
-        with engine_errors("start a helper process in the container"):
+        with engine_errors("start a helper process in the container", self.engine):
             raw = self.client.api.exec_start(exec_id, socket=True)
         return DockerProcessStream(
             raw, name=f"helper in {ref.object_id[:12]}", client=self.client, exec_id=exec_id
         )
 
     def stats(self, ref: SandboxRef) -> SandboxStats:
-        with engine_errors("read the container's statistics"):
+        with engine_errors("read the container's statistics", self.engine):
             try:
                 sample = self.client.api.stats(ref.object_id, stream=False, one_shot=True)
             except NotFound as exc:
@@ -631,7 +676,7 @@ class DockerRuntime(SandboxRuntime):
         # Page cache is reclaimable: report what `docker stats` reports.
         inactive = int((memory.get("stats") or {}).get("inactive_file") or 0)
         disk = None
-        with engine_errors("inspect the workspace volume"):
+        with engine_errors("inspect the workspace volume", self.engine):
             path = self._volume_path(ref.volume_name)
         if path:
             disk = btrfs.workspace_usage(path)
@@ -647,7 +692,7 @@ class DockerRuntime(SandboxRuntime):
     # --- workspace volumes: pauses, backups and restores ---------------------------------------
 
     def pause(self, ref: SandboxRef) -> bool:
-        with engine_errors("pause the container"):
+        with engine_errors("pause the container", self.engine):
             try:
                 if self.client.api.inspect_container(ref.object_id)["State"].get("Paused"):
                     return False
@@ -661,7 +706,7 @@ class DockerRuntime(SandboxRuntime):
                 raise
 
     def unpause(self, ref: SandboxRef) -> None:
-        with engine_errors("unpause the container"):
+        with engine_errors("unpause the container", self.engine):
             try:
                 self.client.api.unpause(ref.object_id)
             except NotFound:
@@ -672,7 +717,7 @@ class DockerRuntime(SandboxRuntime):
                     raise
 
     def _volume_exists(self, name: str) -> bool:
-        with engine_errors("inspect the volume"):
+        with engine_errors("inspect the volume", self.engine):
             try:
                 self.client.api.inspect_volume(name)
             except NotFound:
@@ -685,7 +730,7 @@ class DockerRuntime(SandboxRuntime):
     ) -> Iterator[Any]:
         """A helper container with the volume mounted, removed afterwards whatever happens. The
         archive API works on a created container: only :meth:`_empty_volume` starts one."""
-        with engine_errors("create a helper container for the workspace"):
+        with engine_errors("create a helper container for the workspace", self.engine):
             try:
                 container = self.client.containers.create(
                     **docker_volume_helper_kwargs(spec, writable=writable, command=command)
@@ -703,7 +748,10 @@ class DockerRuntime(SandboxRuntime):
     def volume_has_files(self, spec: VolumeHelperSpec) -> bool:
         if not self._volume_exists(spec.volume_name):
             return False
-        with self._volume_helper(spec, writable=False) as container, engine_errors("read the workspace"):
+        with (
+            self._volume_helper(spec, writable=False) as container,
+            engine_errors("read the workspace", self.engine),
+        ):
             chunks, _ = container.get_archive(f"{spec.mount}/.")
             # Closing the stream at the first entry drops the connection: the engine stops there.
             with contextlib.closing(chunks), tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as archive:
@@ -713,11 +761,11 @@ class DockerRuntime(SandboxRuntime):
         if not self._volume_exists(spec.volume_name):
             raise VolumeNotFound(f"The workspace volume {spec.volume_name} does not exist.")
         with self._volume_helper(spec, writable=False) as container:
-            with engine_errors("read the workspace"):
+            with engine_errors("read the workspace", self.engine):
                 chunks, _ = container.get_archive(f"{spec.mount}/.")
             with contextlib.closing(chunks):
                 while True:
-                    with engine_errors("read the workspace"):
+                    with engine_errors("read the workspace", self.engine):
                         chunk = next(chunks, None)
                     if chunk is None:
                         return
@@ -742,7 +790,10 @@ class DockerRuntime(SandboxRuntime):
                 disk_mb=spec.disk_mb,
             )
         )
-        with self._volume_helper(spec, writable=True) as container, engine_errors("write the workspace"):
+        with (
+            self._volume_helper(spec, writable=True) as container,
+            engine_errors("write the workspace", self.engine),
+        ):
             # The archive's entries start with "./": they land under the mount point.
             if not container.put_archive(spec.mount, iter(stream)):
                 raise RuntimeFailure(f"The engine refused to unpack the archive into {spec.volume_name}.")
@@ -751,39 +802,39 @@ class DockerRuntime(SandboxRuntime):
         """Delete everything in the volume, as the sandbox user (who made every file in it)."""
         command = ["find", spec.mount, "-mindepth", "1", "-maxdepth", "1", "-exec", "rm", "-rf", "{}", "+"]
         with self._volume_helper(spec, writable=True, command=command) as container:
-            with engine_errors("empty the workspace"):
+            with engine_errors("empty the workspace", self.engine):
                 container.start()
                 result = container.wait(timeout=timeout)
             if result.get("StatusCode") != 0:
-                with engine_errors("read the helper's output"):
+                with engine_errors("read the helper's output", self.engine):
                     output = container.logs(stdout=True, stderr=True)[-300:].decode(errors="replace")
                 raise RuntimeFailure(f"Could not empty the workspace volume {spec.volume_name}: {output}")
 
     # --- images ---------------------------------------------------------------------------------
 
     def image_id(self, image: str) -> str | None:
-        with engine_errors("inspect the image"):
+        with engine_errors("inspect the image", self.engine):
             try:
                 return str(self.client.api.inspect_image(image)["Id"])
             except (NotFound, ImageNotFound):
                 return None
 
     def image_labels(self, image: str) -> dict[str, str]:
-        with engine_errors("inspect the image"):
+        with engine_errors("inspect the image", self.engine):
             try:
                 return dict(self.client.api.inspect_image(image).get("Config", {}).get("Labels") or {})
             except (NotFound, ImageNotFound):
                 return {}
 
     def image_size(self, image: str) -> int:
-        with engine_errors("inspect the image"):
+        with engine_errors("inspect the image", self.engine):
             try:
                 return int(self.client.api.inspect_image(image).get("Size") or 0)
             except (NotFound, ImageNotFound):
                 return 0
 
     def image_remove_untagged(self, image_id: str) -> str:
-        with engine_errors("remove the image"):
+        with engine_errors("remove the image", self.engine):
             try:
                 if self.client.api.inspect_image(image_id).get("RepoTags"):
                     return "still tagged"
@@ -808,9 +859,9 @@ class DockerRuntime(SandboxRuntime):
         # The classic builder (as with DOCKER_BUILDKIT=0): its JSON stream gives step lines and
         # errors without parsing a terminal UI. A step (apt-get) may be silent for minutes: a
         # client of its own with a long read timeout.
-        client = docker.APIClient(
-            base_url=settings.DOCKER_HOST, version=settings.DOCKER_API_VERSION, timeout=1800
-        )
+        client = docker_client_for(
+            self._base_url or settings.DOCKER_HOST, tls_dir=self._tls_dir, timeout=1800
+        ).api
         try:
             stream = client.build(
                 path=context_dir,
@@ -835,6 +886,8 @@ class DockerRuntime(SandboxRuntime):
         except APIError as exc:
             raise ImageBuildFailed(str(exc)) from exc
         except DockerException as exc:
-            raise RuntimeUnavailable() from exc
+            raise (
+                RuntimeUnavailable() if self.engine == LOCAL else EngineUnavailable.naming(self.engine)
+            ) from exc
         finally:
             client.close()

@@ -40,3 +40,19 @@ class VolumeNotEmpty(DomainError):
     status_code = 409
     code = "workspace_not_empty"
     default_detail = "The workspace already has files."
+
+
+class EngineUnavailable(RuntimeUnavailable):
+    """One engine (not ``local``) does not answer: only its workspaces are affected."""
+
+    code = "engine_unavailable"
+    default_detail = "The container engine holding this workspace is not reachable."
+
+    @classmethod
+    def naming(cls, engine: str) -> EngineUnavailable:
+        error = cls(
+            f"The container engine {engine!r} holding this workspace is not reachable. "
+            "Workspaces on other engines work on; ask an operator to check it.",
+            engine=engine,
+        )
+        return error

@@ -12,7 +12,7 @@ from core_app import health
 pytestmark = pytest.mark.django_db
 
 TOKEN = "scrape-health-0123456789"
-CHECKS = {"database", "channel_layer", "docker"}
+CHECKS = {"database", "channel_layer", "docker", "engines"}
 
 
 def test_anonymous_callers_get_each_check_as_ok_or_error_only(client):
