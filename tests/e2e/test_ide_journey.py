@@ -106,9 +106,9 @@ def test_a_users_journey_through_the_ide(signed_in, daphne_server, console):
     row.locator("button:has-text('Suspend')").click()
     page.wait_for_selector(f"#session-{session_id}.status-suspended")
     assert Session.objects.get(public_id=session_id).status == "suspended"
+    # Resume goes straight to the IDE, which shows it resuming until it runs.
     page.locator(f"#session-{session_id} button:has-text('Resume')").click()
-    page.wait_for_selector(f"#session-{session_id}.status-running")
-    page.locator(f"#session-{session_id} [data-testid=open]").click()
+    page.wait_for_url(f"{url}/ide/{session_id}")
     page.wait_for_selector("[data-testid=tree-row][title='main.py']", timeout=30000)
     page.click("[data-testid=tree-row][title='main.py']")
     page.wait_for_selector("[data-testid=editor-tab][data-path='main.py']")

@@ -299,21 +299,26 @@ export class Terminals {
 
   // Reattach to the terminals that exist (this tab's and any the server knows), or open one.
   // ``saved`` is the workbench's {ids, active}: those first, in their order, the active one shown.
-  async restore(saved = { ids: [], active: null }) {
+  // Known ids connect at once, and the server's list only adds the others afterwards. With none
+  // known, the list is waited for, unless ``fresh`` (a workspace just made or started, or never
+  // opened here: terminal 1 opens at once).
+  async restore(saved = { ids: [], active: null }, { fresh = false } = {}) {
     let ids = [...saved.ids];
     try {
       for (const id of JSON.parse(localStorage.getItem(this.storageKey) || "[]")) if (!ids.includes(id)) ids.push(id);
     } catch { /* a damaged entry: ignore it */ }
-    try {
-      for (const terminal of await this.files.terminals()) {
-        if (!ids.includes(terminal.terminal_id)) ids.push(terminal.terminal_id);
-      }
-    } catch (error) {
+    const listed = this.files.terminals().catch((error) => {
       showError(error, "Could not list the terminals.");
-    }
+      return [];
+    });
+    const more = (terminals) => terminals.map((t) => t.terminal_id).filter((id) => !ids.includes(id));
+    if (!ids.length && !fresh) ids = more(await listed);
     if (!ids.length) ids = ["1"];
     for (const id of ids) this.open(id);
     this.activate(this.tabs.find((tab) => tab.id === saved.active) || this.tabs[0]);
+    listed.then((terminals) => {
+      for (const id of more(terminals)) if (!this.tabs.some((tab) => tab.id === id)) this.open(id).show(false);
+    });
   }
 
   // For the workbench state: the open terminals' ids in order, and the active one's.
