@@ -178,14 +178,14 @@ def measure(url: str, *, username: str, password: str, runs: int, pool: int) -> 
                 click.append((prompt_at - clicked_at) / 1000)
                 claimed += session.volume_name != f"{session.container_name}-ws"
             # The whole page (Monaco, the tree) before leaving it.
-            page.wait_for_selector("[data-testid=editor] .monaco-editor", timeout=60000)
+            page.wait_for_selector("[data-testid=editor] .monaco-editor", state="attached", timeout=60000)
             if run < runs:
                 page.goto(url + "/")
                 delete(session_id)
 
         # The last workspace stays for the reloads.
         for run in range(runs + 1):
-            page.wait_for_selector("[data-testid=editor] .monaco-editor", timeout=60000)
+            page.wait_for_selector("[data-testid=editor] .monaco-editor", state="attached", timeout=60000)
             page.wait_for_load_state("networkidle")
             page.reload()
             page.wait_for_function("window.__promptAt !== null", timeout=60000)

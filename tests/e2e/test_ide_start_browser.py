@@ -62,8 +62,9 @@ def test_new_workspace_opens_the_ide_at_once_and_its_terminal_when_it_runs(signe
     page.fill("input[name=name]", "quick")
     with page.expect_response(lambda r: r.url.endswith("/api/vibecode/sessions")) as created:
         page.click("[data-testid=create]")
+    # Answered once the session was claimed, before its sandbox runs.
     assert created.value.status == 202
-    assert created.value.json()["status"] == "creating"
+    assert created.value.request.post_data_json == {"name": "quick", "wait": False}
     page.wait_for_url(f"{daphne_server.url}/ide/*")
     wait_for_terminal_text(page, PROMPT, timeout=30000)
     assert page.locator("[data-testid=startup]").is_hidden()
@@ -72,7 +73,7 @@ def test_new_workspace_opens_the_ide_at_once_and_its_terminal_when_it_runs(signe
     session_id = page.url.rsplit("/", 1)[-1]
     assert Session.objects.get(public_id=session_id).status == "running"
     # The rest of the IDE follows: Monaco and the explorer.
-    page.wait_for_selector("[data-testid=editor] .monaco-editor", timeout=30000)
+    page.wait_for_selector("[data-testid=editor] .monaco-editor", state="attached", timeout=30000)
     assert console.errors == []
 
 
@@ -126,7 +127,7 @@ def test_a_suspended_or_failed_workspace_is_resumed_from_the_page(signed_in, dap
     assert page.request.post(f"{url}/api/vibecode/sessions/{session_id}/suspend", headers=headers).ok
     page.wait_for_selector("[data-testid=startup-resume]:visible", timeout=15000)
     page.click("[data-testid=startup-resume]")
-    page.wait_for_selector("[data-testid=startup]:hidden", timeout=30000)
+    page.wait_for_selector("[data-testid=startup]", state="hidden", timeout=30000)
     wait_for_terminal_text(page, PROMPT, timeout=30000)
     assert console.unexpected("409") == []
 
@@ -155,7 +156,7 @@ def test_the_terminal_comes_before_monaco_and_python_loads_when_a_py_file_opens(
     page.on("request", lambda request: requests.append(request.url))
     page.add_init_script(FIRST_OUTPUT_PROBE)
     open_ide(page, url, session_id)
-    page.wait_for_selector("[data-testid=editor] .monaco-editor", timeout=30000)
+    page.wait_for_selector("[data-testid=editor] .monaco-editor", state="attached", timeout=30000)
 
     # Monaco's loader was asked for only after the terminal's first output.
     loader_at = page.evaluate(
@@ -222,7 +223,7 @@ def test_collected_static_files_are_immutable_gzipped_and_run_the_ide(
     page.on("response", lambda r: static.__setitem__(r.url, r.headers) if "/static/" in r.url else None)
     session_id = create_session_via_api(page, url, "collected")
     open_ide(page, url, session_id)
-    page.wait_for_selector("[data-testid=editor] .monaco-editor", timeout=30000)
+    page.wait_for_selector("[data-testid=editor] .monaco-editor", state="attached", timeout=30000)
 
     ours = [u for u in static if "/static/vibecode/" in u]
     assert ours and all(re.search(r"\.[0-9a-f]{12}\.(js|css|svg)$", u) for u in ours), ours
