@@ -106,7 +106,9 @@ def test_a_users_journey_through_the_ide(signed_in, daphne_server, console):
     row.locator("button:has-text('Suspend')").click()
     page.wait_for_selector(f"#session-{session_id}.status-suspended")
     assert Session.objects.get(public_id=session_id).status == "suspended"
-    # Resume goes straight to the IDE, which shows it resuming until it runs.
+    # Resume goes straight to the IDE, which shows it resuming until it runs (with the dashboard's
+    # script running: without it, the form resumes and comes back here).
+    page.wait_for_load_state("domcontentloaded")
     page.locator(f"#session-{session_id} button:has-text('Resume')").click()
     page.wait_for_url(f"{url}/ide/{session_id}")
     page.wait_for_selector("[data-testid=tree-row][title='main.py']", timeout=30000)

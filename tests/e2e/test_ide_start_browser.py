@@ -86,7 +86,8 @@ def test_the_page_shows_the_workspace_starting_then_connects(signed_in, daphne_s
     page.goto(f"{daphne_server.url}/ide/{session.public_id}")
     page.wait_for_selector("[data-testid=startup]:visible")
     assert _startup_text(page) == "Starting workspace…"
-    assert page.locator("[data-testid=terminal]").count() == 0
+    # The terminal is drawn, and connects only once the workspace runs.
+    assert page.locator("[data-testid=status-connection]").inner_text() == "terminal: connecting…"
     # Nothing waits on Monaco meanwhile, and nothing asks the sandbox.
     assert page.evaluate("typeof window.monaco") == "undefined"
     services._create_finish(session=session, member=member, seed_volume_name=seed_volume)

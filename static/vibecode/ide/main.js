@@ -224,19 +224,17 @@ function waitForResume() {
 
 // Until the workspace runs: progress while it starts (polling its JSON, often at first: a warm
 // start takes a fraction of a second), its reason and Resume when it failed or is suspended.
-// Returns the running session; ``started`` says whether it was starting (it has no terminals).
+// Returns the running session.
 async function untilRunning() {
   let session = { status: data.status, last_error: data.lastError, idle_deadline: data.idleDeadline };
-  let started = false;
   let polls = 0;
   for (;;) {
     setSessionStatus(session.status);
     if (session.status === "running") {
       $("startup").hidden = true;
-      return { session, started };
+      return { session };
     }
     if (STARTING[session.status]) {
-      started = true;
       showStartup({ status: session.status, text: STARTING[session.status] });
       await sleep(polls < 40 ? 50 : polls < 100 ? 250 : 1000);
       polls += 1;
@@ -284,6 +282,26 @@ function promptDrawn(terminal, ms) {
 // and once it runs again, reload the page onto it.
 let stopping = false;
 
+// The IDE's buttons are wired once their modules (and Monaco) are loaded, a moment after the
+// prompt: a click before that is held, and replayed then, rather than lost.
+const EARLY_BUTTONS = "#sidebar button, #run-button, #assistant-toggle, .panel-tab, #new-terminal, .statusbar button";
+const heldClicks = [];
+
+function holdEarlyClick(event) {
+  const target = event.target instanceof Element ? event.target.closest(EARLY_BUTTONS) : null;
+  if (!target) return;
+  event.preventDefault();
+  event.stopImmediatePropagation();
+  if (!heldClicks.includes(target)) heldClicks.push(target);
+}
+
+document.addEventListener("click", holdEarlyClick, true);
+
+function replayEarlyClicks() {
+  document.removeEventListener("click", holdEarlyClick, true);
+  for (const target of heldClicks.splice(0)) target.click();
+}
+
 async function stoppedUnderUs(status) {
   if (stopping) return; // every terminal tab says so
   stopping = true;
@@ -298,11 +316,10 @@ async function start() {
   const saved = data.workbench;
   splitter();
   applyPanelHeight($("ide"), saved); // the saved height wins over this browser's
+  const running = untilRunning();
 
-  const { session, started } = await untilRunning();
-  idleDeadline = session.idle_deadline ? new Date(session.idle_deadline) : null;
-
-  // 1. The terminal: fresh when the workspace has just started (nothing to list first).
+  // 1. The terminal, drawn now and connected the moment the workspace runs. A workspace that is
+  // not running yet (or was never opened in the IDE) has no terminals to list: terminal 1 opens.
   let refreshTimer = null;
   terminals = new Terminals({
     files, sessionId: data.sessionId, host: $("panel-terminals"), tabsHost: $("terminal-tabs"),
@@ -313,11 +330,15 @@ async function start() {
       refreshTimer = setTimeout(() => explorer && explorer.refresh(), 1500);
     },
     onSessionStopped: (status) => { stoppedUnderUs(status); },
+    ready: running,
   });
-  const restored = terminals.restore(
+  const wasRunning = data.status === "running";
+  await terminals.restore(
     { ids: saved ? saved.terminals : [], active: saved ? saved.active_terminal : null },
-    { fresh: started || !data.workbenchSaved },
+    { fresh: !wasRunning || !data.workbenchSaved },
   );
+  const { session } = await running;
+  idleDeadline = session.idle_deadline ? new Date(session.idle_deadline) : null;
 
   // 2. The rest of the IDE's modules, fetched while the terminal connects.
   const modules = Promise.all([
@@ -325,10 +346,11 @@ async function start() {
     import("./agent.js"), import("./assistant.js"), import("./ports.js"), import("./tab-keys.js"),
     import("./quickopen.js"), import("./search.js"), import("./settings.js"),
   ]);
-  await restored;
 
-  // 3. Monaco once the prompt is drawn: its 4 MB would otherwise compete with the terminal.
+  // 3. Monaco once the prompt is drawn: its 4 MB would otherwise compete with the terminal. So
+  // does listing the terminals that other pages opened.
   await promptDrawn(terminals.active, PROMPT_WAIT_MS);
+  if (wasRunning) terminals.openListed();
   const [
     { Editors, loadMonaco }, { Explorer }, { LanguageIntelligence }, { RunPanel }, { Agent }, { Assistant },
     { Ports }, { bindTabKeys }, { QuickOpen }, { SearchPanel }, { EditorSettings },
@@ -422,6 +444,7 @@ async function start() {
     else if (mod && event.shiftKey && event.key.toLowerCase() === "m") { event.preventDefault(); showProblems(); }
   });
 
+  replayEarlyClicks();
   // The workbench as it was left (in this browser or another): the tree, then the tabs.
   await workbench.load();
   await explorer.refresh();
