@@ -458,6 +458,8 @@ async function start() {
   setInterval(checkIdle, 15000);
   editors.setTheme(theme());
   terminals.setTheme(theme());
+  // The whole IDE is wired (tests and tools wait for this; the terminal was usable long before).
+  document.documentElement.dataset.ide = "ready";
 }
 
 start().catch((error) => showError(error, "The IDE could not start."));
