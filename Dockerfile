@@ -112,6 +112,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/app/deploy/backend/healthcheck.py"]
 ENTRYPOINT ["/app/deploy/backend/entrypoint.sh"]
-# -v 0: daphne's access log would record query strings, where terminal tickets and tokens
-# travel; VibeCode logs its own access lines without them.
-CMD ["daphne", "-v", "0", "-b", "0.0.0.0", "-p", "8000", "vibecode_project.asgi:application"]
+# daphne worker processes on port 8000, one per CPU with the compose stack's PostgreSQL and
+# Redis (VIBECODE_WORKERS; vibecode_project/serve.py). daphne runs with -v 0: its access log would
+# record query strings, where terminal tickets and tokens travel.
+ENV VIBECODE_HOST=0.0.0.0 VIBECODE_PORT=8000
+CMD ["python", "-m", "vibecode_project.serve"]

@@ -14,6 +14,7 @@ test: ## Set everything up and run the whole suite on PostgreSQL, Redis, Docker 
 bench: ## Run every benchmark, each beside the raw-Docker floor
 	@scripts/setup.sh
 	@.venv/bin/python -m pip install -q -r requirements-bench.txt
+	@bash -c 'source scripts/lib.sh && ensure_packages wrk postgresql redis-server'
 	@.venv/bin/python -m bench.run
 
 soak: ## 30 minutes of 20 users saving, running and typing; no errors, leaks or memory growth

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import HttpRequest
 
 T = TypeVar("T")
@@ -25,7 +26,13 @@ async def async_chunks(chunks: Iterator[T], *, thread_sensitive: bool = False) -
     ``thread_sensitive=True`` pulls every chunk on the request's own thread, where Django manages
     the database connection: use it when the iterator writes to the database. When the response
     stops early (the client went away), the iterator is closed, so a generator's ``finally`` runs.
+
+    Otherwise the request's database connections are closed before the first chunk: the view is
+    done with them, and a stream (a run's output, a download) may stay open for hours. Django
+    would close them only at its end, so each open stream held a PostgreSQL backend.
     """
+    if not thread_sensitive:
+        await sync_to_async(connections.close_all, thread_sensitive=True)()
     sentinel = object()
     next_chunk = sync_to_async(lambda: next(chunks, sentinel), thread_sensitive=thread_sensitive)
     try:

@@ -8,10 +8,11 @@ import ipaddress
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from core_app.api.errors import error_body
 from core_app.health import health_report
+from core_app.metrics import exposition
 from core_app.net import client_ip
 
 
@@ -40,7 +41,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
             ),
             status=403,
         )
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 def metrics_allowed(request: HttpRequest) -> bool:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Serve VibeCode with daphne on VIBECODE_HOST:VIBECODE_PORT (default 127.0.0.1:8000).
+# Serve VibeCode with daphne on VIBECODE_HOST:VIBECODE_PORT (default 127.0.0.1:8000), in
+# VIBECODE_WORKERS processes.
 # Run scripts/setup.sh first (make run does both).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -28,6 +29,7 @@ shown_host="$HOST"
 log "VibeCode is starting at http://$shown_host:$PORT/"
 log "Sign in with the staff user printed above (created on the first run only),"
 log "or create more users at http://$shown_host:$PORT/admin/ . Stop with Ctrl-C."
-# -v 0: daphne's access log would record query strings, where tokens and tickets travel;
-# VibeCode logs its own access lines without them (core_app.middleware.AccessLogMiddleware).
-exec "$VENV/bin/daphne" -v 0 -b "$HOST" -p "$PORT" vibecode_project.asgi:application
+# daphne, in VIBECODE_WORKERS processes on one socket (vibecode_project/serve.py: one on the
+# embedded defaults, one per CPU with DATABASE_URL and REDIS_URL).
+export VIBECODE_HOST="$HOST" VIBECODE_PORT="$PORT"
+exec "$PY" -m vibecode_project.serve

@@ -98,11 +98,15 @@ def sessions_reconcile(*, dry_run: bool = False) -> OperationReport:
       container runs, else as above;
     * deleting row: the delete that was asked for is finished;
     * a container with no row: removed, its volume kept;
-    * the warm pool: dead, stale and extra members removed (``warm_pool.warm_pool_reconcile``).
+    * the warm pool: claims cut short finished (``warm_pool.warm_pool_finish_claims``); dead,
+      stale and extra members removed (``warm_pool.warm_pool_reconcile``).
     Safe to run twice: the second run finds nothing to do.
     """
     report = OperationReport(dry_run=dry_run)
     runtime = get_runtime()
+    # First the claims of pool members cut short before their rename: their sessions are then
+    # found under their own names below.
+    warm_pool.warm_pool_finish_claims(report)
     now = timezone.now()
     for session in Session.objects.order_by("pk"):
         stuck_after = timedelta(seconds=settings.VIBECODE_STUCK_CREATING_SECONDS)

@@ -317,6 +317,46 @@ def _remove_members(
             _finish_removal(runtime, member)
 
 
+def warm_pool_finish_claims(report: OperationReport) -> None:
+    """Claims cut short: a member claimed (its row says so, its session exists) whose container
+    still carries its pool name, because the backend died between the claim's commit and the
+    rename. The rename and the owner's limits are applied now, so the session's sandbox runs
+    under the seed's name with its owner's limits, not the pool's defaults. Claims younger than
+    ``VIBECODE_STUCK_CREATING_SECONDS`` are probably being finished right now and are left alone.
+    Called by ``sessions_reconcile`` before it looks at the sessions."""
+    runtime = get_runtime()
+    recent = timezone.now() - timedelta(seconds=settings.VIBECODE_STUCK_CREATING_SECONDS)
+    claims = list(
+        WarmSandbox.objects.filter(
+            state=WarmSandbox.State.CLAIMED, session__isnull=False, claimed_at__lt=recent
+        ).select_related("session")
+    )
+    if not claims:
+        return
+    on_engine = runtime.list_sandboxes(specs.pool_labels_filter())
+    by_pool_id = {info.labels.get("vibecode.pool_id", ""): info for info in on_engine}
+    for member in claims:
+        session = member.session
+        found = by_pool_id.get(member.pool_id)
+        if session is None or found is None or found.object_name != member.container_name:
+            continue  # gone (reconciled as its session), or renamed already: the claim finished
+        if session.status == Session.Status.DELETING:
+            continue
+        report.add(
+            f"finish the claim of pool member {member.container_name}: "
+            f"now {session.container_name}, with session {session.public_id}'s limits",
+            kind="pool_claim_finished",
+        )
+        if report.dry_run:
+            continue
+        try:
+            warm_pool_adopt(member=member, session=session)
+        except Exception as exc:
+            # Stopped or gone: the session's own reconcile (suspended or error) follows.
+            why = getattr(exc, "detail", None) or exc
+            report.add(f"pool member {member.container_name}: {why}", kind="failed")
+
+
 def warm_pool_reconcile(report: OperationReport) -> None:
     """Bring the pool and the engine into agreement (see the module's docstring). Safe to run
     twice; ``report.dry_run`` changes nothing."""
@@ -357,6 +397,8 @@ def warm_pool_reconcile(report: OperationReport) -> None:
     stuck_after = timedelta(seconds=settings.VIBECODE_STUCK_CREATING_SECONDS)
     by_pool_id = {info.labels.get("vibecode.pool_id", ""): info for info in on_engine}
     key = warm_pool_key(limits=specs.default_limits(disk_quotas=runtime.disk_quotas))
+    # The image's tag names a build; a rebuild under the same tag leaves members of the old one.
+    current_image = runtime.image_id(settings.VIBECODE_SANDBOX_IMAGE) or ""
     keep: list[WarmSandbox] = []
     for member in rows.values():
         if member.state == WarmSandbox.State.CLAIMED:
@@ -379,6 +421,8 @@ def warm_pool_reconcile(report: OperationReport) -> None:
             reason = "its container stopped"
         elif member.spec_key != key:
             reason = "made for another image or spec"
+        elif current_image and found.image_id and found.image_id != current_image:
+            reason = "made from an older build of the image"
         if reason:
             _remove_members(runtime, [member], reason=reason, report=report)
         else:

@@ -175,13 +175,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+def wait_for_http(url: str, *, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Until ``url`` answers at all. A fresh server's first request loads most of Django and may
+    take seconds on a loaded machine: each try waits up to 5 s, and a refused connection is
+    retried at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
         try:
-            httpx.get(url, timeout=1.0)
+            httpx.get(url, timeout=max(0.5, min(5.0, deadline - time.monotonic())))
             return
         except httpx.HTTPError:
             time.sleep(0.1)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vibecode_project.settings")
 # Django must be set up before anything imports models, hence the order below.
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from core_app.handlers import SyncChainASGIHandler  # noqa: E402
+
+# Django's ASGI handler with a synchronous middleware chain: one thread hop per request
+# (core_app/handlers.py says why).
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

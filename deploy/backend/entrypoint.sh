@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Entrypoint of the backend image (see the Dockerfile at the repository's root).
 #
-# Before the server starts (only when the command is daphne; `docker compose run backend python
-# manage.py ...` skips all this):
+# Before the server starts (only when the command is the server, `python -m vibecode_project.serve`
+# or daphne; `docker compose run backend python manage.py ...` skips all this):
 #   1. the Docker socket: fail with the fix in the message when this user cannot use it;
 #   2. static files: copy the ones collected at build time to the volume nginx serves them from;
 #   3. database: `migrate`, then `reconcile_sessions`, one replica at a time (deploy/backend/migrate.py).
@@ -50,8 +50,14 @@ share_static() {
     say "static files shared with nginx in $share"
 }
 
+server=false
 case "${1:-}" in
-    daphne | */daphne)
+    daphne | */daphne) server=true ;;
+    python | */python | python3 | */python3)
+        [ "${2:-}" = "-m" ] && [ "${3:-}" = "vibecode_project.serve" ] && server=true ;;
+esac
+case "$server" in
+    true)
         check_docker_socket
         share_static
         python /app/deploy/backend/migrate.py

@@ -171,6 +171,9 @@ class SandboxInfo:
     object_name: str
     labels: Mapping[str, str]
     running: bool
+    #: The id of the image build it was made from ("" when the backend cannot tell). A tag can be
+    #: rebuilt; the id says which build a container runs.
+    image_id: str = ""
 
 
 class Tty(abc.ABC):

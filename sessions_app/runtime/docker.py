@@ -489,6 +489,7 @@ class DockerRuntime(SandboxRuntime):
                 object_name=item["Names"][0].lstrip("/") if item.get("Names") else "",
                 labels=item.get("Labels") or {},
                 running=item.get("State") == "running",
+                image_id=item.get("ImageID") or "",
             )
             for item in found
         ]

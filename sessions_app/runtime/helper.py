@@ -42,7 +42,7 @@ from django.conf import settings
 
 from core_app.errors import DomainError
 from core_app.metrics import AGENT_RESTARTS
-from sandbox import AGENT_SOURCE
+from sandbox import AGENT_PROGRAM
 from sessions_app.runtime.errors import RuntimeFailure
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 # PATH), isolated (-I: no PYTHON* variables, user site, .pth of the user's, or cwd on sys.path),
 # started in / (see ``HELPER_WORKDIR``).
 # The trailing "serve" is only a name for the process (tools and tests look for it).
-HELPER_ARGV = ["/usr/bin/python3", "-I", "-u", "-c", AGENT_SOURCE, "serve"]
+HELPER_ARGV = ["/usr/bin/python3", "-I", "-u", "-c", AGENT_PROGRAM, "serve"]
 HELPER_WORKDIR = "/"
 # Results (a listing, an exec's capped output in base64) stay well under this.
 MAX_HEADER_BYTES = 16 * 1024 * 1024

@@ -17,7 +17,7 @@ import pytest
 
 from egress_app import services
 from egress_app.models import EgressConnection
-from sandbox import AGENT_SOURCE
+from sandbox import AGENT_PROGRAM
 from sessions_app.runtime.helper import ProcessStream
 from sessions_app.runtime.tunnel import Tunnel
 from tests.conftest import free_port
@@ -69,7 +69,7 @@ def connect(port: int) -> socket.socket:
 
 def start_tunnel(owner: str) -> tuple[Tunnel, int]:
     port = free_port()
-    stream = LocalProcess(["/usr/bin/python3", "-I", "-u", "-c", AGENT_SOURCE, "tunnel", str(port)])
+    stream = LocalProcess(["/usr/bin/python3", "-I", "-u", "-c", AGENT_PROGRAM, "tunnel", str(port)])
     return Tunnel(stream, label=f"host/{owner}", owner=owner), port
 
 

@@ -123,7 +123,9 @@ async def server_processes(session: Session, pattern: str) -> list[str]:
     result = await asyncio.to_thread(
         workspace_exec, session=session, argv=["pgrep", "-af", pattern], timeout=10
     )
-    return [line for line in result.stdout.decode().splitlines() if "pgrep" not in line]
+    # Not pgrep itself, nor the supervisor, whose arguments name the server after its " -- ".
+    lines = result.stdout.decode().splitlines()
+    return [line for line in lines if "pgrep" not in line and " -- " not in line]
 
 
 # --- refusals ---------------------------------------------------------------------------------

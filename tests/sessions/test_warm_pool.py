@@ -199,6 +199,69 @@ def test_reconcile_replaces_a_member_killed_behind_our_back(pool):
     assert sessions_reconcile().actions == [], "a second run has nothing to do"
 
 
+def test_reconcile_removes_members_made_from_an_older_build_of_the_image(pool, settings):
+    # A tag of this test's own (never the shared one), first on today's build...
+    tag = f"vibecode-sandbox:pool-rebuild-{timezone.now().strftime('%H%M%S%f')}"
+    repository, version = tag.split(":")
+    ENGINE.api.tag(settings.VIBECODE_SANDBOX_IMAGE, repository, version)
+    settings.VIBECODE_SANDBOX_IMAGE = tag
+    rebuilt = None
+    try:
+        old = _filled()
+        # ...then rebuilt under the same tag: same name, same spec key, another image id.
+        rebuilt = ENGINE.api.commit(old[0].container_id, repository=repository, tag=version)["Id"]
+        assert warm_pool.warm_pool_key(limits=old[0].limits) == old[0].spec_key
+
+        report = sessions_reconcile()
+
+        for member in old:
+            assert any(member.container_name in a and "older build" in a for a in report.actions)
+            assert not _container_exists(member.container_id)
+        assert warm_pool.warm_pool_refill() == 2
+        for member in _running_members():
+            assert ENGINE.api.inspect_container(member.container_id)["Image"] == rebuilt
+        assert sessions_reconcile().actions == [], "a second run has nothing to do"
+    finally:
+        for member in warm_pool.warm_pool_members():
+            ENGINE.api.remove_container(member.container_id or member.container_name, force=True, v=True)
+        WarmSandbox.objects.all().delete()
+        ENGINE.api.remove_image(tag, force=True)
+
+
+def test_a_claim_cut_short_before_its_rename_is_finished_by_reconcile(alice, pool, settings, monkeypatch):
+    Quota.objects.create(user=alice, memory_mb=1024, cpus=0.5, pids=128)
+    member = _filled()[0]
+
+    def backend_killed(**kwargs):  # between the claim's commit and the rename
+        raise SystemExit("backend killed")
+
+    monkeypatch.setattr(warm_pool, "warm_pool_adopt", backend_killed)
+    monkeypatch.setattr(warm_pool, "warm_pool_refill_soon", lambda: None)
+    with pytest.raises(SystemExit):
+        services.session_create(user=alice, name="cut short")
+    monkeypatch.undo()
+    session = Session.objects.get(owner=alice)
+    assert session.status == Session.Status.CREATING
+    assert ENGINE.api.inspect_container(member.container_id)["Name"] == f"/{member.container_name}"
+
+    # Young claims are left alone: they are probably being finished right now.
+    assert not any("finish the claim" in a for a in sessions_reconcile(dry_run=True).actions)
+    long_ago = timezone.now() - timedelta(seconds=settings.VIBECODE_STUCK_CREATING_SECONDS + 60)
+    WarmSandbox.objects.filter(pk=member.pk).update(claimed_at=long_ago)
+    Session.objects.filter(pk=session.pk).update(created_at=long_ago)
+
+    report = sessions_reconcile()
+
+    assert any("finish the claim" in a and session.container_name in a for a in report.actions)
+    session.refresh_from_db()
+    assert session.status == Session.Status.RUNNING
+    inspected = ENGINE.api.inspect_container(member.container_id)
+    assert inspected["Name"] == f"/{session.container_name}"
+    assert (inspected["HostConfig"]["Memory"], inspected["HostConfig"]["PidsLimit"]) == (1024 * MiB, 128)
+    assert _sh(session, "echo ok").stdout == b"ok\n"
+    assert sessions_reconcile().actions == [], "a second run has nothing to do"
+
+
 # --- quotas ------------------------------------------------------------------------------------------
 
 

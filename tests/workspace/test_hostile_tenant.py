@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 ENGINE = docker.from_env()
 HOME = "/workspace/.home"
 USER_SITE = f"{HOME}/.local/lib/python3.11/site-packages"
+PACKED_HELPER = "-u -c import base64,zlib"  # sandbox.AGENT_PROGRAM's stub
 HELPER_PATTERN = "^/usr/bin/python3 -I -u -c.* serve$"  # not the tunnel (" tunnel 3128")
 MIN_SAMPLES = 150
 
@@ -133,7 +134,7 @@ def works_normally(api: APIClient, session: Session, *, within: float = 5.0) -> 
 
 
 def the_helper_is_ours(session: Session) -> None:
-    helpers = [cmd for cmd in processes(session) if "-u -c" in cmd and "VibeCode" in cmd]
+    helpers = [cmd for cmd in processes(session) if PACKED_HELPER in cmd and cmd.endswith(" serve")]
     assert helpers, processes(session)
     for cmd in helpers:
         assert "/usr/bin/python3 -I -u -c" in cmd, cmd

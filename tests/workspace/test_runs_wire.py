@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from django.db import connection
 
 from tests.terminal.test_terminal_wire import alice_on_the_wire
 from tests.workspace.test_download_wire import rss_of
@@ -55,3 +56,43 @@ def test_a_flood_read_by_a_slow_client_keeps_daphne_flat_and_the_session_usable(
     assert listed.status_code == 200, listed.text
     stopped = httpx.post(f"{runs}/{run_id}/stop", headers=headers, timeout=60)
     assert stopped.status_code == 200 and stopped.json()["stopped"] is True, stopped.text
+
+
+def database_connections() -> int:
+    """Connections to the test database other than this test's own (daphne's, here)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_open_event_streams_hold_no_database_connection(daphne_server, sandboxes):
+    wire = alice_on_the_wire(daphne_server)
+    runs = f"{daphne_server.url}/api/vibecode/sessions/{wire.session_id}/runs"
+    headers = {"Authorization": f"Bearer {wire.token}"}
+    started = httpx.post(runs, json={"argv": ["sleep", "120"]}, headers=headers, timeout=60)
+    assert started.status_code == 201, started.text
+    path = f"/api/vibecode/sessions/{wire.session_id}/runs/{started.json()['run_id']}/events"
+    baseline = database_connections()
+
+    streams = []
+    try:
+        for _ in range(4):
+            client = socket.create_connection(("127.0.0.1", daphne_server.port), timeout=30)
+            client.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                f"Authorization: Bearer {wire.token}\r\n\r\n".encode()
+            )
+            assert client.recv(64 * 1024).startswith(b"HTTP/1.1 200")
+            streams.append(client)
+        time.sleep(1)
+        # Four streams open for as long as the run lasts, and not one database connection held.
+        assert database_connections() <= baseline
+        # The server still answers everyone.
+        assert wire.api("GET", f"/sessions/{wire.session_id}/files?path=").status_code == 200
+    finally:
+        for client in streams:
+            client.close()
+        httpx.post(f"{runs}/{started.json()['run_id']}/stop", headers=headers, timeout=60)
