@@ -82,7 +82,7 @@ def run(argv: Sequence[str], env: dict[str, str]) -> str:
 def services(shape: str, env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The environment of one shape, with its stores started and, at the end, stopped."""
     var_dir = tempfile.mkdtemp(prefix="vibecode-bench-http-")
-    os.chmod(var_dir, 0o755)  # PostgreSQL runs as its own user and must reach its data directory
+    os.chmod(var_dir, 0o755)  # noqa: S103 - PostgreSQL runs as its own user and must reach its data
     env = {**env, "VIBECODE_VAR_DIR": var_dir}
     if shape == "make-run":
         try:
