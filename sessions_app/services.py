@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,7 +38,7 @@ from sessions_app.errors import (
     SessionRunning,
     VolumeMissing,
 )
-from sessions_app.models import LOCAL_ENGINE, Session, SessionEvent, new_public_id
+from sessions_app.models import LOCAL_ENGINE, Session, SessionEvent, WarmSandbox, new_public_id
 from sessions_app.runtime import get_runtime
 from sessions_app.runtime.base import ExecResult, SandboxStats
 from sessions_app.runtime.tunnel import Tunnel
@@ -48,6 +48,8 @@ from sessions_app.signals import session_stopping
 logger = logging.getLogger(__name__)
 
 ACTIVITY_WRITE_INTERVAL = timedelta(seconds=30)
+# After a background create claimed a pool member, its refill waits this long (see session_create).
+BACKGROUND_REFILL_DELAY_SECONDS = 1.0
 MAX_NAME_LENGTH = 100
 
 
@@ -108,7 +110,7 @@ def _limits_snapshot(quota: EffectiveQuota) -> dict[str, Any]:
     return limits
 
 
-def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Session:
+def session_create(*, user: AbstractBaseUser, name: str | None = None, wait: bool = True) -> Session:
     """Create a session and its sandbox; returns it running and ready for exec.
 
     A warm pool member made for the same spec is claimed when there is one (sessions_app/
@@ -116,52 +118,93 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
     volume name; else (or if the member turns out dead) the sandbox is made here, the cold path.
     On failure the session is left in ``error`` with the reason, and no half-made container.
     The engine is chosen by :mod:`sessions_app.engines` (``NoCapacity`` when all are full).
+
+    ``wait=False`` returns as soon as the session is claimed (``creating``): the sandbox is made in
+    a background thread started once the claim is committed (:func:`session_background_wait`),
+    and a failure there leaves the session in ``error`` with ``last_error``. Quota refusals are
+    raised at once either way.
     """
     candidates = engines.engine_candidates()
     with transaction.atomic():
-        # Serialise one user's creates and resumes, so that two at once cannot both pass the quota.
-        _lock_owner(user.pk)
-        quota = quota_for(user_id=user.pk)
-        existing = Session.objects.filter(owner_id=user.pk).exclude(status=Session.Status.DELETING)
-        if existing.count() >= quota.max_sessions:
-            raise QuotaExceeded(
-                f"You already have {quota.max_sessions} session(s), your limit (max_sessions). "
-                "Delete one first.",
-                limit="max_sessions",
-                value=quota.max_sessions,
-            )
-        _check_running_quota(user_id=user.pk)
-        public_id = new_public_id()
-        limits = _limits_snapshot(quota)
-        seed_volume_name = specs.volume_name(user_id=user.pk, public_id=public_id)
-        engine = engines.engine_claim(candidates, memory_mb=int(limits["memory_mb"]))
-        # Only now, with the quota passed: a user at a limit never takes a member. The pool is
-        # made on local only.
-        member = warm_pool.warm_pool_take(limits=limits) if engine == LOCAL_ENGINE else None
-        session = Session.objects.create(
-            public_id=public_id,
-            owner_id=user.pk,
-            name=clean_session_name(name) if name else f"Workspace {existing.count() + 1}",
-            status=Session.Status.CREATING,
-            container_name=specs.container_name(user_id=user.pk, public_id=public_id),
-            # A claimed member's volume cannot be renamed: the session records its real name.
-            volume_name=member.volume_name if member else seed_volume_name,
-            container_id=member.container_id if member else "",
-            image=settings.VIBECODE_SANDBOX_IMAGE,
-            runtime=settings.VIBECODE_SANDBOX_RUNTIME,
-            limits=limits,
-            engine=engine,
-        )
-        if member is not None:
-            warm_pool.warm_pool_bind(member=member, session=session)
-        session_event_record(
-            session=session,
-            action=SessionEvent.Action.CREATE,
-            actor=user,
-            name=session.name,
-            **({"pool_member": member.pool_id} if member else {}),
-        )
+        session, member, seed_volume_name = _create_claim(user=user, name=name, candidates=candidates)
+        if not wait:
+            claimed = session.pk
 
+            def finish() -> None:
+                # A row of its own: the caller still reads ``session`` to answer.
+                row = Session.objects.get(pk=claimed)
+                volume = seed_volume_name
+                try:
+                    _create_finish(session=row, member=member, seed_volume_name=volume, refill=False)
+                finally:
+                    if member is not None:
+                        # The refill's container create would compete with the page opening this
+                        # workspace (and its terminal) for the CPU: it starts a moment later.
+                        time.sleep(BACKGROUND_REFILL_DELAY_SECONDS)
+                        warm_pool.warm_pool_refill_soon()
+
+            transaction.on_commit(lambda: _in_background(f"session-create-{session.public_id}", finish))
+    if not wait:
+        return session
+    return _create_finish(session=session, member=member, seed_volume_name=seed_volume_name)
+
+
+def _create_claim(
+    *, user: AbstractBaseUser, name: str | None, candidates: list[engines.Candidate]
+) -> tuple[Session, WarmSandbox | None, str]:
+    """Claim a new session row (``creating``) on an engine among ``candidates`` (from
+    :func:`sessions_app.engines.engine_candidates`) and, when one fits, a pool member; no Docker
+    call. Call it inside a transaction."""
+    # Serialise one user's creates and resumes, so that two at once cannot both pass the quota.
+    _lock_owner(user.pk)
+    quota = quota_for(user_id=user.pk)
+    existing = Session.objects.filter(owner_id=user.pk).exclude(status=Session.Status.DELETING)
+    if existing.count() >= quota.max_sessions:
+        raise QuotaExceeded(
+            f"You already have {quota.max_sessions} session(s), your limit (max_sessions). Delete one first.",
+            limit="max_sessions",
+            value=quota.max_sessions,
+        )
+    _check_running_quota(user_id=user.pk)
+    public_id = new_public_id()
+    limits = _limits_snapshot(quota)
+    seed_volume_name = specs.volume_name(user_id=user.pk, public_id=public_id)
+    engine = engines.engine_claim(candidates, memory_mb=int(limits["memory_mb"]))
+    # Only now, with the quota passed: a user at a limit never takes a member. The pool is made
+    # on local only.
+    member = warm_pool.warm_pool_take(limits=limits) if engine == LOCAL_ENGINE else None
+    session = Session.objects.create(
+        public_id=public_id,
+        owner_id=user.pk,
+        name=clean_session_name(name) if name else f"Workspace {existing.count() + 1}",
+        status=Session.Status.CREATING,
+        container_name=specs.container_name(user_id=user.pk, public_id=public_id),
+        # A claimed member's volume cannot be renamed: the session records its real name.
+        volume_name=member.volume_name if member else seed_volume_name,
+        container_id=member.container_id if member else "",
+        image=settings.VIBECODE_SANDBOX_IMAGE,
+        runtime=settings.VIBECODE_SANDBOX_RUNTIME,
+        limits=limits,
+        engine=engine,
+    )
+    if member is not None:
+        warm_pool.warm_pool_bind(member=member, session=session)
+    session_event_record(
+        session=session,
+        action=SessionEvent.Action.CREATE,
+        actor=user,
+        name=session.name,
+        **({"pool_member": member.pool_id} if member else {}),
+    )
+    return session, member, seed_volume_name
+
+
+def _create_finish(
+    *, session: Session, member: WarmSandbox | None, seed_volume_name: str, refill: bool = True
+) -> Session:
+    """The Docker half of a create: adopt the claimed member or make the sandbox, then record
+    ``running`` (or ``error`` with the reason, raising). ``refill``: start the pool's refill
+    after a claim (else the caller does)."""
     started = time.monotonic()
     ref = None
     if member is not None:
@@ -177,7 +220,8 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
             session = warm_pool.warm_pool_give_back(
                 member=member, session=session, seed_volume_name=seed_volume_name
             )
-        warm_pool.warm_pool_refill_soon()
+        if refill:
+            warm_pool.warm_pool_refill_soon()
     if ref is None:
         try:
             ref = get_runtime().create(specs.sandbox_spec(session))
@@ -201,6 +245,47 @@ def session_create(*, user: AbstractBaseUser, name: str | None = None) -> Sessio
         else "",
     )
     return session
+
+
+# --- Starts in the background (``wait=False``) ----------------------------------------------------
+
+_background_lock = threading.Lock()
+_background_threads: set[threading.Thread] = set()
+
+
+def _in_background(name: str, work: Callable[[], object]) -> None:
+    """Run ``work`` in a thread of its own (the Docker half of a create or resume that the caller
+    does not wait for). Its failures are recorded on the session by ``work``; here they are only
+    logged. The thread closes its database connections when it ends."""
+
+    def run() -> None:
+        try:
+            work()
+        except Exception as exc:
+            logger.info("%s failed: %s", name, getattr(exc, "detail", None) or exc)
+        finally:
+            connections.close_all()  # this thread's connections only
+            with _background_lock:
+                _background_threads.discard(threading.current_thread())
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    with _background_lock:
+        _background_threads.add(thread)
+    thread.start()
+
+
+def session_background_wait(timeout: float = 120.0) -> None:
+    """Wait for this process's background creates and resumes to end (tests, benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _background_lock:
+            threads = list(_background_threads)
+        if not threads:
+            return
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if time.monotonic() >= deadline:
+            return
 
 
 def _record_failure(session: Session, exc: Exception) -> None:
@@ -240,13 +325,16 @@ def session_suspend(*, session: Session, actor: AbstractBaseUser | None = None) 
     return session
 
 
-def session_resume(*, session: Session, actor: AbstractBaseUser | None = None) -> Session:
+def session_resume(*, session: Session, actor: AbstractBaseUser | None = None, wait: bool = True) -> Session:
     """Start a suspended (or failed) session again on its volume. Running already: no-op.
 
     The session is claimed as ``resuming`` (which counts toward ``max_running``) under the owner's
     lock before Docker is touched, so parallel resumes never exceed the quota; the losers get
     ``QuotaExceeded`` and stay as they were. If the container is gone but the volume is there, a
     new container is made on that volume. On a failure the session goes back to what it was.
+
+    ``wait=False`` returns as soon as the claim is committed (``resuming``); the start runs in a
+    background thread, and a failure there puts the session back as it was with ``last_error``.
     """
     if session.status == Session.Status.RUNNING:
         return session
@@ -262,6 +350,25 @@ def session_resume(*, session: Session, actor: AbstractBaseUser | None = None) -
             allowed_from={Session.Status.SUSPENDED, Session.Status.ERROR},
             last_activity_at=timezone.now(),  # also when the claim was made, for reconcile
         )
+        if not wait:
+            claimed = session.pk
+
+            def finish() -> Session:
+                row = Session.objects.get(pk=claimed)
+                return _resume_finish(session=row, previous=previous, actor=actor, record_error=True)
+
+            transaction.on_commit(lambda: _in_background(f"session-resume-{session.public_id}", finish))
+    if not wait:
+        return session
+    return _resume_finish(session=session, previous=previous, actor=actor, record_error=False)
+
+
+def _resume_finish(
+    *, session: Session, previous: str, actor: AbstractBaseUser | None, record_error: bool
+) -> Session:
+    """The Docker half of a resume claimed as ``resuming``. On a failure the claim is given back
+    (``previous``), with the reason in ``last_error`` when nobody waits to be told
+    (``record_error``), and the error is raised."""
     runtime = get_runtime()
     ref = specs.session_ref(session)
     container_id = session.container_id
@@ -279,10 +386,13 @@ def session_resume(*, session: Session, actor: AbstractBaseUser | None = None) -
             container_id = runtime.create(specs.sandbox_spec(session)).object_id
     except VolumeMissing:
         raise
-    except Exception:
+    except Exception as exc:
         # Give the claim back: the session is as it was (its volume untouched), and retryable.
+        fields: dict[str, Any] = {}
+        if record_error:
+            fields["last_error"] = str(getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}")[:2000]
         Session.objects.filter(pk=session.pk, status=Session.Status.RESUMING).update(
-            status=previous, state_version=F("state_version") + 1
+            status=previous, state_version=F("state_version") + 1, **fields
         )
         raise
     session = _transition(

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from core_app.errors import DomainError
 from lsp_app.servers import language_servers_for_page
-from sessions_app import selectors, services
+from sessions_app import ide_assets, selectors, services, workbench
 from sessions_app.errors import SessionNotFound, SessionRunning
 from sessions_app.models import Session
 
@@ -84,6 +84,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
             "running_count": running,
             "at_session_limit": len(sessions) >= quota.max_sessions,
             "name_max_length": services.MAX_NAME_LENGTH,
+            "ide_prefetch": ide_assets.ide_prefetch_urls(),
         },
     )
 
@@ -154,11 +155,19 @@ def session_delete(request: AuthenticatedHttpRequest, session: Session) -> HttpR
 @require_safe
 @own_session
 def ide(request: AuthenticatedHttpRequest, session: Session) -> HttpResponse:
-    """The IDE page of one session. Everything after the first paint goes through the API."""
+    """The IDE page of one session, whatever its state: a workspace still starting (or stopped)
+    shows its progress (or a Resume button) and the page connects the terminal once it runs.
+    The saved workbench comes inside the page, so the terminal needs no request before it."""
+    state, row = workbench.workbench_get(session=session)
     data = {
         "sessionId": session.public_id,
         "name": session.name,
         "status": session.status,
+        "lastError": session.last_error,
+        "workbench": state,
+        # Never saved: a new workspace opens terminal 1 without listing terminals first.
+        "workbenchSaved": row is not None,
+        "monaco": ide_assets.monaco_base(),
         "idleDeadline": selectors.session_idle_deadline(session).isoformat()
         if session.status == Session.Status.RUNNING
         else None,
@@ -167,4 +176,8 @@ def ide(request: AuthenticatedHttpRequest, session: Session) -> HttpResponse:
         # Which file endings have a language server in the sandbox (static/vibecode/ide/lsp.js).
         "languageServers": language_servers_for_page(),
     }
-    return render(request, "sessions/ide.html", {"session": session, "ide_data": data})
+    return render(
+        request,
+        "sessions/ide.html",
+        {"session": session, "ide_data": data, "ide_modules": ide_assets.ide_module_urls()},
+    )

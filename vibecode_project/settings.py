@@ -18,6 +18,7 @@ import dj_database_url
 from csp.constants import NONCE as CSP_NONCE
 from django.core.exceptions import ImproperlyConfigured
 
+from core_app.vendor import immutable_url_regex, monaco_static_dir, package_version
 from vibecode_project.env import (
     env_bool,
     env_choice,
@@ -533,13 +534,21 @@ STATIC_ROOT = Path(env_str("VIBECODE_STATIC_ROOT", str(VAR_DIR / "staticfiles"))
 # Front-end libraries come from npm (package.json + lockfile) and are served as our own static
 # files: nothing is loaded from a CDN, so every page works offline.
 NODE_MODULES = BASE_DIR / "node_modules"
+MONACO_VERSION = package_version(
+    lockfile=BASE_DIR / "package-lock.json",
+    package_json=NODE_MODULES / "monaco-editor/package.json",
+    name="monaco-editor",
+)
+VIBECODE_MONACO_STATIC = monaco_static_dir(MONACO_VERSION)
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/xterm", NODE_MODULES / "@xterm/xterm"),
     ("vendor/xterm-addon-fit", NODE_MODULES / "@xterm/addon-fit/lib"),
     ("vendor/xterm-addon-web-links", NODE_MODULES / "@xterm/addon-web-links/lib"),
     ("vendor/xterm-addon-search", NODE_MODULES / "@xterm/addon-search/lib"),
-    ("vendor/monaco", NODE_MODULES / "monaco-editor/min"),
+    # A folder per Monaco version: its AMD modules keep their plain names, and can still be
+    # cached for good (core_app.vendor).
+    (VIBECODE_MONACO_STATIC, NODE_MODULES / "monaco-editor/min"),
     # The assistant's markdown: marked renders, DOMPurify sanitizes (ES modules, via the importmap).
     ("vendor/marked", NODE_MODULES / "marked/lib"),
     ("vendor/dompurify", NODE_MODULES / "dompurify/dist"),
@@ -548,6 +557,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "core_app.storage.StaticStorage"},
 }
+# Hashed names and the versioned Monaco folder are served with ``max-age=315360000, public,
+# immutable``; whitenoise serves the .gz copies its storage made to browsers that accept gzip.
+WHITENOISE_IMMUTABLE_FILE_TEST = immutable_url_regex(STATIC_URL)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -172,6 +172,22 @@ def test_static_files_come_from_nginx_with_security_headers(up: Stack) -> None:
         assert page.headers["Server"] == "nginx"
 
 
+def test_static_files_are_cached_for_good_and_gzipped(up: Stack) -> None:
+    """Hashed names and the versioned Monaco folder: immutable, and gzip from the .gz copies."""
+    lock = json.loads((Path(__file__).parents[2] / "package-lock.json").read_text())
+    monaco = lock["packages"]["node_modules/monaco-editor"]["version"]
+    with up.http() as client:
+        hashed = re.search(r"/static/vibecode/app\.[0-9a-f]{12}\.css", client.get("/login").text)
+        assert hashed, "the login page names app.css by its hashed name"
+        for path in (hashed.group(0), f"/static/vendor/monaco-{monaco}/vs/loader.js"):
+            response = client.get(path, headers={"Accept-Encoding": "gzip"})
+            assert response.status_code == 200, path
+            assert "X-Request-ID" not in response.headers, "served by the backend, not nginx"
+            assert response.headers["Cache-Control"] == "max-age=315360000, public, immutable", path
+            assert response.headers.get("Content-Encoding") == "gzip", path
+        assert "immutable" not in client.get("/static/vibecode/app.css").headers["Cache-Control"]
+
+
 def test_login(up: Stack, state: State) -> None:
     with up.http() as client:
         wrong = client.post("/api/auth/login", json={"username": "testuser", "password": "wrong-password"})

@@ -14,6 +14,15 @@ class SessionCreateInput(serializers.Serializer):
     name = serializers.CharField(
         required=False, allow_blank=True, trim_whitespace=False, max_length=10 * MAX_NAME_LENGTH
     )
+    # false: answer 202 as soon as the session is claimed (``creating``), and start its sandbox
+    # in the background; poll the session until it is ``running`` (or ``error``, with last_error).
+    wait = serializers.BooleanField(required=False, default=True)
+
+
+class SessionResumeInput(serializers.Serializer):
+    # false: answer 202 once the resume is claimed (``resuming``); a failure puts the session back
+    # as it was, with last_error.
+    wait = serializers.BooleanField(required=False, default=True)
 
 
 class SessionOutput(serializers.ModelSerializer):

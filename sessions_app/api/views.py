@@ -17,6 +17,7 @@ from sessions_app import selectors, services, workbench
 from sessions_app.api.serializers import (
     SessionCreateInput,
     SessionOutput,
+    SessionResumeInput,
     StatsOutput,
     WorkbenchStateInput,
     WorkbenchStateOutput,
@@ -38,8 +39,13 @@ class SessionAPIView(APIView):
 def _create(request: Request) -> Response:
     data = SessionCreateInput(data=request.data)
     data.is_valid(raise_exception=True)
-    session = services.session_create(user=request.user, name=data.validated_data.get("name") or None)
-    return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+    wait = data.validated_data["wait"]
+    session = services.session_create(
+        user=request.user, name=data.validated_data.get("name") or None, wait=wait
+    )
+    return Response(
+        SessionOutput(session).data, status=status.HTTP_201_CREATED if wait else status.HTTP_202_ACCEPTED
+    )
 
 
 _CREATE_ERRORS = {
@@ -55,8 +61,13 @@ class SessionListView(APIView):
 
     @extend_schema(
         request=SessionCreateInput,
-        responses={201: SessionOutput, **_CREATE_ERRORS},
-        description="Create a session and start its container (`status` is `running` when it answers).",
+        responses={201: SessionOutput, 202: SessionOutput, **_CREATE_ERRORS},
+        description=(
+            "Create a session and start its container (`status` is `running` when it answers). "
+            'With `"wait": false` it answers 202 as soon as the session is claimed (`creating`) and '
+            "starts the container in the background: poll the session until it is `running`, or "
+            "`error` with `last_error`. Quota refusals answer at once either way."
+        ),
     )
     def post(self, request: Request) -> Response:
         return _create(request)
@@ -67,7 +78,7 @@ class SessionCreateView(APIView):
 
     @extend_schema(
         request=SessionCreateInput,
-        responses={201: SessionOutput, **_CREATE_ERRORS},
+        responses={201: SessionOutput, 202: SessionOutput, **_CREATE_ERRORS},
         deprecated=True,
         description="Same as `POST /api/vibecode/sessions`, kept for existing clients.",
     )
@@ -100,10 +111,24 @@ class SessionSuspendView(SessionAPIView):
 
 
 class SessionResumeView(SessionAPIView):
-    @extend_schema(request=None, responses=SessionOutput)
+    @extend_schema(
+        request=SessionResumeInput,
+        responses={200: SessionOutput, 202: SessionOutput},
+        description=(
+            'Start the session again. With `"wait": false` it answers 202 once the resume is claimed '
+            "(`resuming`) and starts in the background; a failure puts the session back as it was, "
+            "with `last_error`."
+        ),
+    )
     def post(self, request: Request, session_id: str) -> Response:
-        session = services.session_resume(session=self.get_session(request, session_id), actor=request.user)
-        return Response(SessionOutput(session).data)
+        data = SessionResumeInput(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        wait = data.validated_data["wait"]
+        session = services.session_resume(
+            session=self.get_session(request, session_id), actor=request.user, wait=wait
+        )
+        accepted = session.status == Session.Status.RESUMING
+        return Response(SessionOutput(session).data, status=status.HTTP_202_ACCEPTED if accepted else 200)
 
 
 class SessionKeepaliveView(SessionAPIView):

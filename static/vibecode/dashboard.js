@@ -1,5 +1,6 @@
-// The dashboard, enhanced: live CPU/memory meters, and a create that shows its progress and
-// opens the IDE when the workspace is ready. Without JavaScript the page still works (forms).
+// The dashboard, enhanced: live CPU/memory meters, and New workspace / Resume that go straight to
+// the IDE page, which shows the workspace starting and connects its terminal the moment it runs
+// (the API's {"wait": false}). Without JavaScript the page still works (forms).
 
 import { api } from "./ide/api.js";
 import { formatBytes } from "./ide/ui.js";
@@ -74,31 +75,50 @@ function enhanceCreate() {
     button.disabled = true;
     progress.hidden = false;
     progress.className = "create-progress";
-    const steps = ["Creating the workspace volume…", "Starting the container…", "Waiting until it is ready…"];
-    let step = 0;
-    progress.textContent = steps[0];
-    const ticker = setInterval(() => { step = Math.min(step + 1, steps.length - 1); progress.textContent = steps[step]; }, 400);
+    progress.textContent = "Creating the workspace…";
     try {
-      const session = await api("POST", "/api/vibecode/sessions/create", { json: name ? { name } : {} });
-      progress.textContent = "Ready. Opening the IDE…";
+      // 202 as soon as the workspace is claimed; quota refusals still answer here, at once.
+      const session = await api("POST", "/api/vibecode/sessions", { json: { ...(name ? { name } : {}), wait: false } });
       window.location.assign(`/ide/${session.session_id}`);
     } catch (error) {
       progress.className = "create-progress error";
       progress.textContent = `Could not create the workspace. ${error.message}`;
       button.disabled = false;
-    } finally {
-      clearInterval(ticker);
     }
   });
 }
 
+// Resume: claimed at once, then the IDE page shows it resuming (or why it could not).
+function enhanceResume() {
+  for (const form of document.querySelectorAll("[data-testid=resume-form]")) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      const id = form.dataset.sessionId;
+      try {
+        await api("POST", `/api/vibecode/sessions/${encodeURIComponent(id)}/resume`, { json: { wait: false } });
+        window.location.assign(`/ide/${id}`);
+      } catch (error) {
+        const progress = document.getElementById("create-progress");
+        progress.hidden = false;
+        progress.className = "create-progress error";
+        progress.textContent = `Could not resume the workspace. ${error.message}`;
+        button.disabled = false;
+      }
+    });
+  }
+}
+
+enhanceResume();
 enhanceCreate();
 refreshMeters();
 const meters = setInterval(refreshMeters, 5000);
 document.addEventListener(
   "submit",
   (event) => {
-    if (event.target.matches("[data-testid=create-form]")) return; // stays on this page if refused
+    // These stay on this page if refused.
+    if (event.target.matches("[data-testid=create-form], [data-testid=resume-form]")) return;
     clearInterval(meters);
     polling.abort();
   },

@@ -58,6 +58,12 @@ def open_ide(page, base_url: str, session_id: str) -> None:
     page.goto(f"{base_url}/ide/{session_id}")
     page.wait_for_selector("[data-testid=terminal] .xterm-rows", timeout=30000)
     wait_for_terminal_text(page, "$")
+    wait_for_ide(page)
+
+
+def wait_for_ide(page, timeout: float = 30000) -> None:
+    """Until the whole IDE is wired: the terminal comes first, the editor and the rest after it."""
+    page.wait_for_selector("html[data-ide=ready]", state="attached", timeout=timeout)
 
 
 def terminal_text(page) -> str:

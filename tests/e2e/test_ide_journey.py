@@ -11,7 +11,14 @@ import pytest
 
 from sessions_app.models import Session
 from tests.conftest import ARTIFACTS, REPO_ROOT
-from tests.e2e.conftest import new_file, open_ide, terminal_text, type_in_editor, wait_for_terminal_text
+from tests.e2e.conftest import (
+    new_file,
+    open_ide,
+    terminal_text,
+    type_in_editor,
+    wait_for_ide,
+    wait_for_terminal_text,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -52,6 +59,7 @@ def test_a_users_journey_through_the_ide(signed_in, daphne_server, console):
     page.wait_for_selector("[data-testid=terminal] .xterm-rows", timeout=30000)
     wait_for_terminal_text(page, "$")
     assert page.locator("[data-testid=status-connection]").inner_text() == "terminal: connected"
+    wait_for_ide(page)
 
     # 2. Create main.py in the tree and type a program into Monaco.
     new_file(page, "main.py")
@@ -83,6 +91,7 @@ def test_a_users_journey_through_the_ide(signed_in, daphne_server, console):
     page.wait_for_selector("[data-testid=terminal] .xterm-rows", timeout=30000)
     wait_for_terminal_text(page, "LS-42-DONE")
     assert "main.py" in terminal_text(page)
+    wait_for_ide(page)
 
     # 6. Upload a folder by drag and drop; download the workspace zip and check its contents.
     page.evaluate(DROP_FOLDER, {"project": {"README.md": "# dropped\n", "src": {"app.py": "print(2)\n"}}})
@@ -106,9 +115,11 @@ def test_a_users_journey_through_the_ide(signed_in, daphne_server, console):
     row.locator("button:has-text('Suspend')").click()
     page.wait_for_selector(f"#session-{session_id}.status-suspended")
     assert Session.objects.get(public_id=session_id).status == "suspended"
+    # Resume goes straight to the IDE, which shows it resuming until it runs (with the dashboard's
+    # script running: without it, the form resumes and comes back here).
+    page.wait_for_load_state("domcontentloaded")
     page.locator(f"#session-{session_id} button:has-text('Resume')").click()
-    page.wait_for_selector(f"#session-{session_id}.status-running")
-    page.locator(f"#session-{session_id} [data-testid=open]").click()
+    page.wait_for_url(f"{url}/ide/{session_id}")
     page.wait_for_selector("[data-testid=tree-row][title='main.py']", timeout=30000)
     page.click("[data-testid=tree-row][title='main.py']")
     page.wait_for_selector("[data-testid=editor-tab][data-path='main.py']")

@@ -4,11 +4,25 @@ import { ApiError } from "./api.js";
 import { fileIcon } from "./icons.js";
 import { choose, showError, toast } from "./ui.js";
 
-export function loadMonaco() {
-  return new Promise((resolve, reject) => {
-    window.require.config({ paths: { vs: window.VIBECODE_MONACO } });
-    window.require(["vs/editor/editor.main"], () => resolve(window.monaco), reject);
-  });
+// Monaco's AMD loader, injected when the IDE asks for the editor (after the terminal's prompt),
+// then its editor core; its languages load later still, when a file of theirs opens. ``base`` is
+// the URL of its ``vs`` folder (the page's data: a versioned folder, cached for good).
+let monacoLoading = null;
+
+export function loadMonaco(base) {
+  if (!monacoLoading) {
+    monacoLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = `${base}/loader.js`;
+      script.onerror = () => reject(new Error("Monaco's loader could not be loaded."));
+      script.onload = () => {
+        window.require.config({ paths: { vs: base } });
+        window.require(["vs/editor/editor.main"], () => resolve(window.monaco), reject);
+      };
+      document.head.append(script);
+    });
+  }
+  return monacoLoading;
 }
 
 export class Editors {

@@ -1,20 +1,15 @@
 // The IDE page: wires the explorer, editors, terminals, Run, search and the status bar.
+//
+// The terminal comes first. This module imports only what the terminal needs (terminals, api,
+// ui, workbench); a workspace still starting shows its progress and the terminal connects the
+// moment it runs. Everything else (editor, explorer, language servers, assistant, agent, search,
+// Run, ports) comes by import() right after, and Monaco's loader once the prompt is drawn (or
+// after PROMPT_WAIT_MS at most).
 
-import { ApiError, sessionApi } from "./api.js";
-import { Agent } from "./agent.js";
-import { Assistant } from "./assistant.js";
-import { Editors, loadMonaco } from "./editor.js";
-import { Explorer } from "./explorer.js";
-import { LanguageIntelligence } from "./lsp.js";
-import { Ports } from "./ports.js";
-import { bindTabKeys } from "./tab-keys.js";
-import { RunPanel } from "./run.js";
-import { QuickOpen } from "./quickopen.js";
-import { SearchPanel } from "./search.js";
-import { EditorSettings } from "./settings.js";
+import { ApiError, api, sessionApi } from "./api.js";
 import { Terminals } from "./terminals.js";
 import { formatBytes, showError, toast } from "./ui.js";
-import { Workbench } from "./workbench.js";
+import { Workbench, applyPanelHeight } from "./workbench.js";
 
 const data = JSON.parse(document.getElementById("ide-data").textContent);
 const files = sessionApi(data.sessionId);
@@ -187,13 +182,180 @@ async function revealActive() {
   await workbench.revealActive();
 }
 
-async function start() {
-  setSessionStatus(data.status);
-  if (data.status !== "running") {
-    toast(`This workspace is ${data.status}. Resume it from your workspaces to use it.`, "error", 0);
-    return;
+// --- a workspace that starts, or is stopped ------------------------------------------------------
+const STARTING = { creating: "Starting workspace…", resuming: "Resuming workspace…" };
+const PROMPT_WAIT_MS = 1500;
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+function showStartup({ status, text, error = "", resumable = false }) {
+  const box = $("startup");
+  box.hidden = false;
+  box.dataset.status = status;
+  $("startup-text").textContent = text;
+  $("startup-error").textContent = error;
+  $("startup-error").hidden = !error;
+  $("startup-resume-form").hidden = !resumable;
+  $("startup-resume").disabled = false;
+}
+
+function stoppedText(status) {
+  if (status === "deleting") return "This workspace is being deleted.";
+  if (status === "error") return "This workspace could not start.";
+  return `This workspace is ${status}.`;
+}
+
+// Resume from this page: claimed at once (202), then the page polls it as a create.
+function waitForResume() {
+  return new Promise((resolve) => {
+    const form = $("startup-resume-form");
+    form.onsubmit = async (event) => {
+      event.preventDefault();
+      $("startup-resume").disabled = true;
+      try {
+        resolve(await api("POST", `${files.base}/resume`, { json: { wait: false } }));
+      } catch (error) {
+        $("startup-resume").disabled = false;
+        showError(error, "Could not resume the workspace.");
+      }
+    };
+  });
+}
+
+// Until the workspace runs: progress while it starts (polling its JSON, often at first: a warm
+// start takes a fraction of a second), its reason and Resume when it failed or is suspended.
+// Returns the running session.
+async function untilRunning() {
+  let session = { status: data.status, last_error: data.lastError, idle_deadline: data.idleDeadline };
+  let polls = 0;
+  for (;;) {
+    setSessionStatus(session.status);
+    if (session.status === "running") {
+      $("startup").hidden = true;
+      return { session };
+    }
+    if (STARTING[session.status]) {
+      showStartup({ status: session.status, text: STARTING[session.status] });
+      await sleep(polls < 40 ? 50 : polls < 100 ? 250 : 1000);
+      polls += 1;
+      try {
+        session = await files.session();
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) {
+          showStartup({ status: "gone", text: "This workspace no longer exists." });
+          return new Promise(() => {});
+        }
+        // A passing failure (network, restart): keep polling.
+      }
+    } else {
+      showStartup({
+        status: session.status,
+        text: stoppedText(session.status),
+        error: session.last_error || "",
+        resumable: session.status === "suspended" || session.status === "error",
+      });
+      if (session.status === "deleting") return new Promise(() => {});
+      session = await waitForResume();
+      polls = 0;
+    }
   }
-  const monaco = await loadMonaco();
+}
+
+// Resolves once the terminal shows something on the cursor's line (the shell's prompt, or the
+// screen a reattach replays), or after ``ms`` at most.
+function promptDrawn(terminal, ms) {
+  return new Promise((resolve) => {
+    if (!terminal) { resolve(); return; }
+    const term = terminal.term;
+    let subscription = null;
+    const done = () => { clearTimeout(timer); if (subscription) subscription.dispose(); resolve(); };
+    const timer = setTimeout(done, ms);
+    subscription = term.onWriteParsed(() => {
+      const buffer = term.buffer.active;
+      const line = buffer.getLine(buffer.baseY + buffer.cursorY);
+      if (line && line.translateToString(true).trim()) done();
+    });
+  });
+}
+
+// The workspace stopped under the page (suspended by idleness, or elsewhere): offer Resume here,
+// and once it runs again, reload the page onto it.
+let stopping = false;
+
+// The IDE's buttons are wired once their modules (and Monaco) are loaded, a moment after the
+// prompt: a click before that is held, and replayed then, rather than lost.
+const EARLY_BUTTONS = "#sidebar button, #run-button, #assistant-toggle, .panel-tab, #new-terminal, .statusbar button";
+const heldClicks = [];
+
+function holdEarlyClick(event) {
+  const target = event.target instanceof Element ? event.target.closest(EARLY_BUTTONS) : null;
+  if (!target) return;
+  event.preventDefault();
+  event.stopImmediatePropagation();
+  if (!heldClicks.includes(target)) heldClicks.push(target);
+}
+
+document.addEventListener("click", holdEarlyClick, true);
+
+function replayEarlyClicks() {
+  document.removeEventListener("click", holdEarlyClick, true);
+  for (const target of heldClicks.splice(0)) target.click();
+}
+
+async function stoppedUnderUs(status) {
+  if (stopping) return; // every terminal tab says so
+  stopping = true;
+  setSessionStatus(status);
+  data.status = status;
+  data.lastError = "";
+  await untilRunning();
+  window.location.reload();
+}
+
+async function start() {
+  const saved = data.workbench;
+  splitter();
+  applyPanelHeight($("ide"), saved); // the saved height wins over this browser's
+  const running = untilRunning();
+
+  // 1. The terminal, drawn now and connected the moment the workspace runs. A workspace that is
+  // not running yet (or was never opened in the IDE) has no terminals to list: terminal 1 opens.
+  let refreshTimer = null;
+  terminals = new Terminals({
+    files, sessionId: data.sessionId, host: $("panel-terminals"), tabsHost: $("terminal-tabs"),
+    onState: setConnection,
+    // After a command in a terminal, the files may have changed: refresh the tree shortly.
+    onCommand: () => {
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(() => explorer && explorer.refresh(), 1500);
+    },
+    onSessionStopped: (status) => { stoppedUnderUs(status); },
+    ready: running,
+  });
+  const wasRunning = data.status === "running";
+  await terminals.restore(
+    { ids: saved ? saved.terminals : [], active: saved ? saved.active_terminal : null },
+    { fresh: !wasRunning || !data.workbenchSaved },
+  );
+  const { session } = await running;
+  idleDeadline = session.idle_deadline ? new Date(session.idle_deadline) : null;
+
+  // 2. The rest of the IDE's modules, fetched while the terminal connects.
+  const modules = Promise.all([
+    import("./editor.js"), import("./explorer.js"), import("./lsp.js"), import("./run.js"),
+    import("./agent.js"), import("./assistant.js"), import("./ports.js"), import("./tab-keys.js"),
+    import("./quickopen.js"), import("./search.js"), import("./settings.js"),
+  ]);
+
+  // 3. Monaco once the prompt is drawn: its 4 MB would otherwise compete with the terminal. So
+  // does listing the terminals that other pages opened.
+  await promptDrawn(terminals.active, PROMPT_WAIT_MS);
+  if (wasRunning) terminals.openListed();
+  const [
+    { Editors, loadMonaco }, { Explorer }, { LanguageIntelligence }, { RunPanel }, { Agent }, { Assistant },
+    { Ports }, { bindTabKeys }, { QuickOpen }, { SearchPanel }, { EditorSettings },
+  ] = await modules;
+  const monaco = await loadMonaco(data.monaco);
   editors = new Editors({
     monaco, files, host: $("editor-host"), tabsHost: $("editor-tabs"), emptyEl: $("editor-empty"),
     onCursor: (position) => { $("status-cursor").textContent = `Ln ${position.lineNumber}, Col ${position.column}`; },
@@ -210,17 +372,6 @@ async function start() {
     onShowProblems: showProblems,
   });
   explorer = new Explorer({ files, host: $("tree"), editors });
-  let refreshTimer = null;
-  terminals = new Terminals({
-    files, sessionId: data.sessionId, host: $("panel-terminals"), tabsHost: $("terminal-tabs"),
-    onState: setConnection,
-    // After a command in a terminal, the files may have changed: refresh the tree shortly.
-    onCommand: () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(() => explorer.refresh(), 1500); },
-    onSessionStopped: (status) => {
-      setSessionStatus(status);
-      toast(`The workspace was ${status}. Its files are kept.`, "error", 0);
-    },
-  });
 
   const agent = new Agent({ sessionId: data.sessionId, editors, explorer });
   const assistant = new Assistant({
@@ -259,6 +410,7 @@ async function start() {
   $("settings-open").onclick = () => settings.open();
   workbench = new Workbench({
     sessionId: data.sessionId, editors, terminals, explorer, ide: $("ide"), terminalTabs: $("terminal-tabs"),
+    initial: saved,
   });
   $("reveal-active").onclick = revealActive;
   editors.editor.addAction({
@@ -292,12 +444,10 @@ async function start() {
     else if (mod && event.shiftKey && event.key.toLowerCase() === "m") { event.preventDefault(); showProblems(); }
   });
 
-  splitter();
-  // The workbench as it was left (in this browser or another): panel, terminals, then tabs.
-  const saved = await workbench.load();
-  workbench.applyPanel(saved);
+  replayEarlyClicks();
+  // The workbench as it was left (in this browser or another): the tree, then the tabs.
+  await workbench.load();
   await explorer.refresh();
-  await terminals.restore({ ids: saved ? saved.terminals : [], active: saved ? saved.active_terminal : null });
   await workbench.restoreEditors(saved);
   await runPanel.reattach();
   workbench.watch();
@@ -308,6 +458,8 @@ async function start() {
   setInterval(checkIdle, 15000);
   editors.setTheme(theme());
   terminals.setTheme(theme());
+  // The whole IDE is wired (tests and tools wait for this; the terminal was usable long before).
+  document.documentElement.dataset.ide = "ready";
 }
 
 start().catch((error) => showError(error, "The IDE could not start."));

@@ -56,7 +56,8 @@ class TerminalTab {
     new ResizeObserver(() => { if (this.element.offsetParent) this.safeFit(); }).observe(this.element);
     this.tab = manager.makeTab(this);
     this.safeFit();
-    this.connect();
+    // Drawn at once; connected once the workspace runs (the IDE's ``ready``).
+    manager.ready.then(() => { if (!this.disposed) this.connect(); }, () => {});
   }
 
   keys(event) {
@@ -206,8 +207,9 @@ class TerminalTab {
 }
 
 export class Terminals {
-  constructor({ files, sessionId, host, tabsHost, onState, onCommand, onSessionStopped }) {
+  constructor({ files, sessionId, host, tabsHost, onState, onCommand, onSessionStopped, ready }) {
     this.files = files;
+    this.ready = ready || Promise.resolve();
     this.sessionId = sessionId;
     this.host = host;
     this.tabsHost = tabsHost;
@@ -275,21 +277,32 @@ export class Terminals {
 
   // Reattach to the terminals that exist (this tab's and any the server knows), or open one.
   // ``saved`` is the workbench's {ids, active}: those first, in their order, the active one shown.
-  async restore(saved = { ids: [], active: null }) {
+  // With none known the server's list is waited for, unless ``fresh`` (a workspace just made or
+  // started, or never opened in the IDE: terminal 1 opens at once). The IDE adds the server's
+  // other terminals later (openListed), so that listing never slows the first attach.
+  async restore(saved = { ids: [], active: null }, { fresh = false } = {}) {
     let ids = [...saved.ids];
     try {
       for (const id of JSON.parse(localStorage.getItem(this.storageKey) || "[]")) if (!ids.includes(id)) ids.push(id);
     } catch { /* a damaged entry: ignore it */ }
-    try {
-      for (const terminal of await this.files.terminals()) {
-        if (!ids.includes(terminal.terminal_id)) ids.push(terminal.terminal_id);
-      }
-    } catch (error) {
-      showError(error, "Could not list the terminals.");
-    }
+    if (!ids.length && !fresh) ids = await this.listed();
     if (!ids.length) ids = ["1"];
     for (const id of ids) this.open(id);
     this.activate(this.tabs.find((tab) => tab.id === saved.active) || this.tabs[0]);
+  }
+
+  async listed() {
+    try {
+      return (await this.files.terminals()).map((terminal) => terminal.terminal_id);
+    } catch (error) {
+      showError(error, "Could not list the terminals.");
+      return [];
+    }
+  }
+
+  // The terminals the server has and this page does not show yet (opened elsewhere), behind.
+  async openListed() {
+    for (const id of await this.listed()) if (!this.tabs.some((tab) => tab.id === id)) this.open(id).show(false);
   }
 
   // For the workbench state: the open terminals' ids in order, and the active one's.

@@ -12,9 +12,16 @@ const MAX_WAIT_MS = 8000; // ...or at the latest this long after the first unsav
 const MAX_TABS = 200; // the API's caps (sessions_app.api.serializers)
 const MAX_TERMINALS = 64;
 
+// The saved panel height, before the terminal is first fitted (main.js, before the Workbench).
+export function applyPanelHeight(ide, state) {
+  if (state && state.panel_height) ide.style.setProperty("--panel-height", `${state.panel_height}px`);
+}
+
 export class Workbench {
-  constructor({ sessionId, editors, terminals, explorer, ide, terminalTabs }) {
+  // ``initial``: the state the IDE page came with (its data), read instead of a GET.
+  constructor({ sessionId, editors, terminals, explorer, ide, terminalTabs, initial = null }) {
     this.url = `/api/vibecode/sessions/${encodeURIComponent(sessionId)}/workbench`;
+    this.initial = initial;
     this.editors = editors;
     this.terminals = terminals;
     this.explorer = explorer;
@@ -30,6 +37,12 @@ export class Workbench {
   // The saved state, or null when it cannot be read (then nothing is saved either, so a
   // passing network failure never overwrites a good state with an empty one).
   async load() {
+    if (this.initial) {
+      const state = { ...this.initial };
+      delete state.updated_at;
+      this.loaded = state;
+      return state;
+    }
     try {
       const state = await api("GET", this.url);
       delete state.updated_at;
@@ -40,9 +53,7 @@ export class Workbench {
     }
   }
 
-  applyPanel(state) {
-    if (state && state.panel_height) this.ide.style.setProperty("--panel-height", `${state.panel_height}px`);
-  }
+  applyPanel(state) { applyPanelHeight(this.ide, state); }
 
   // Reopen the saved tabs in their order, each with its cursor and scroll, then the active one.
   async restoreEditors(state) {
