@@ -50,7 +50,7 @@ from sessions_app.runtime.errors import (
     VolumeNotEmpty,
     VolumeNotFound,
 )
-from sessions_app.runtime.helper import HELPER_WORKDIR
+from sessions_app.runtime.helper import HELPER_WORKDIR, HelperGone
 from sessions_app.runtime.pty import pty_attach_argv
 
 logger = logging.getLogger(__name__)
@@ -639,7 +639,12 @@ class DockerRuntime(SandboxRuntime):
                 raise
 
     def open_terminal(self, ref: SandboxRef, *, terminal_id: str, cols: int, rows: int) -> TerminalStream:
-        self.helper(ref).call("pty_start", {})  # a few ms: the host runs already, mostly
+        # A few ms: the host runs already, mostly. The helper may have been found dead just now
+        # (the tenant's pkill): pty_start changes nothing twice, so the next helper is asked.
+        try:
+            self.helper(ref).call("pty_start", {})
+        except HelperGone:
+            self.helper(ref).call("pty_start", {})
         exec_id = self._exec_create(
             ref, pty_attach_argv(terminal_id, cols=cols, rows=rows), stdin=True, workdir=HELPER_WORKDIR
         )

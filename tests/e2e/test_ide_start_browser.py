@@ -19,7 +19,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from sessions_app import services
+from sessions_app import engines, services
 from sessions_app.models import Session
 from tests.conftest import PASSWORD, REPO_ROOT, Daphne
 from tests.e2e.conftest import create_session_via_api, csrf, new_file, open_ide, wait_for_terminal_text
@@ -81,8 +81,10 @@ def test_the_page_shows_the_workspace_starting_then_connects(signed_in, daphne_s
     page = signed_in
     alice = get_user_model().objects.get(username="alice")
     # Claimed here, its sandbox not made yet: the page finds it creating, whatever the timing.
+    candidates = engines.engine_candidates()
     with transaction.atomic():
-        session, member, seed_volume = services._create_claim(user=alice, name="starting")
+        claimed = services._create_claim(user=alice, name="starting", candidates=candidates)
+    session, member, seed_volume = claimed
     page.goto(f"{daphne_server.url}/ide/{session.public_id}")
     page.wait_for_selector("[data-testid=startup]:visible")
     assert _startup_text(page) == "Starting workspace…"
