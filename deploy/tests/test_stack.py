@@ -136,6 +136,7 @@ def test_health_through_nginx(up: Stack) -> None:
                 "database": "ok",
                 "channel_layer": "ok",
                 "docker": "ok",
+                "engines": "ok",
             }
         assert client.get("/nginx-health").text == "ok\n"
 
