@@ -26,20 +26,25 @@ import argparse
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
-
-from bench.common import Stats, docker_client, ensure_image, print_header, print_row, sandbox_image
+from bench.common import (
+    REPO_ROOT,
+    Stats,
+    docker_client,
+    ensure_image,
+    print_header,
+    print_row,
+    sandbox_image,
+    serve_checkout,
+)
 from bench.django_setup import bench_django
 from bench.docker_floor import floor_for
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 TARGET_CLICK_MS = 500.0
 TARGET_RELOAD_MS = 300.0
@@ -79,12 +84,6 @@ PROMPT_PROBE = """
 CLICK = "() => { const t = Date.now(); document.querySelector('[data-testid=create]').click(); return t; }"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def production_env(pool: int) -> dict[str, str]:
     """The benchmark's environment (bench_django's database and label) served as compose serves:
     DEBUG off, so static files come hashed, gzipped and immutable from STATIC_ROOT."""
@@ -101,37 +100,13 @@ def production_env(pool: int) -> dict[str, str]:
 
 @contextlib.contextmanager
 def production_server(env: dict[str, str]) -> Iterator[str]:
-    """collectstatic, then one daphne on a free port; yields its URL."""
+    """collectstatic, then the checkout served on a free port (one daphne); yields its URL."""
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=REPO_ROOT, env=env, check=True
     )
-    port = _free_port()
-    log_path = Path(env["VIBECODE_VAR_DIR"]) / "daphne-browser.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
-             "vibecode_project.asgi:application"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"daphne exited with {process.returncode}; see {log_path}")
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"daphne did not answer within 60 s; see {log_path}") from None
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    log_path = Path(env["VIBECODE_VAR_DIR"]) / "serve-browser.log"
+    with serve_checkout(env, log_path) as (_process, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _wait_pool_full(size: int, timeout: float = 120.0) -> None:

@@ -11,17 +11,21 @@ import contextlib
 import math
 import os
 import signal
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import docker
 import docker.errors
+import httpx
 from docker.models.containers import Container
 
 BENCH_LABEL_KEY = "app"
@@ -30,6 +34,7 @@ BENCH_LABELS = {BENCH_LABEL_KEY: BENCH_LABEL_VALUE}
 DEFAULT_IMAGE = "vibecode-sandbox:latest"
 
 NAME_WIDTH = 44
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def sandbox_image() -> str:
@@ -232,3 +237,52 @@ def sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_checkout(
+    env: Mapping[str, str], log_path: Path, *, timeout: float = 90.0
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """This checkout served as ``make run`` and compose serve it (``python -m
+    vibecode_project.serve``, ``VIBECODE_WORKERS`` from ``env``) on a free loopback port, its
+    output in ``log_path``. Yields the server process and its port once ``/health`` answers;
+    stopped at the end. With one worker the process is daphne itself."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vibecode_project.serve"],
+            cwd=REPO_ROOT,
+            env={**env, "VIBECODE_HOST": "127.0.0.1", "VIBECODE_PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"the server exited with {process.returncode}; see {log_path}")
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(
+                            f"the server did not answer within {timeout:.0f} s; see {log_path}"
+                        ) from None
+                    time.sleep(0.1)
+            yield process, port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -27,20 +27,26 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 
-from bench.common import Stats, docker_client, ensure_image, print_header, print_row, sandbox_image
+from bench.common import (
+    REPO_ROOT,
+    Stats,
+    docker_client,
+    ensure_image,
+    print_header,
+    print_row,
+    sandbox_image,
+    serve_checkout,
+)
 from bench.docker_floor import floor_for
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKSPACES = 8
 CLIENTS = (1, 8, 32)
 FILE_BYTES = 4096
@@ -63,12 +69,6 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000.0, latency:percentile(99) / 1000.0))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(argv: Sequence[str], env: dict[str, str]) -> str:
@@ -101,39 +101,6 @@ def services(shape: str, env: dict[str, str]) -> Iterator[dict[str, str]]:
     finally:
         subprocess.run([script, "stop"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
         shutil.rmtree(var_dir, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    log = Path(env["VIBECODE_VAR_DIR"]) / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vibecode_project.serve"],
-            cwd=REPO_ROOT,
-            env={**env, "VIBECODE_HOST": "127.0.0.1", "VIBECODE_PORT": str(port)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"the server exited ({process.returncode}): {log.read_text()[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not answer within 90 s: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
-            yield process, url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def process_tree_cpu_seconds(pid: int) -> float:
@@ -214,7 +181,9 @@ def measure(shape: str, seconds: int, floor: Stats) -> list[tuple[int, float]]:
     try:
         with services(shape, env) as shaped:
             run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], shaped)
-            with server(shaped) as (process, url):
+            log = Path(shaped["VIBECODE_VAR_DIR"]) / "serve.log"
+            with serve_checkout(shaped, log) as (process, port):
+                url = f"http://127.0.0.1:{port}"
                 token, paths = prepare(shaped, url)
                 script = Path(shaped["VIBECODE_VAR_DIR"]) / "reads.lua"
                 script.write_text(

@@ -28,9 +28,16 @@ from typing import Any
 
 import docker
 
-from bench.common import Stats, docker_client, ensure_image, print_header, print_row, sandbox_image
+from bench.common import (
+    Stats,
+    docker_client,
+    ensure_image,
+    print_header,
+    print_row,
+    sandbox_image,
+    serve_checkout,
+)
 from bench.django_setup import bench_django
-from bench.terminal import daphne_server
 
 TARGET_COMPLETION_MS = 150.0
 PY_URI = "file:///workspace/main.py"
@@ -251,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = lambda: get_runtime().stats(session_ref(session)).memory_bytes  # noqa: E731
         log_path = Path(os.environ["VIBECODE_VAR_DIR"]) / "daphne.log"
         results: dict[str, dict[str, Any]] = {}
-        with daphne_server(log_path) as (_process, port):
+        with serve_checkout(os.environ, log_path) as (_process, port):
             origin = f"http://127.0.0.1:{port}"
 
             def ws(language: str) -> Ws:

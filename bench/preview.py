@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import tempfile
 import time
@@ -26,11 +27,18 @@ import httpx
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 
-from bench.common import Stats, docker_client, ensure_image, print_header, print_row, sandbox_image
+from bench.common import (
+    REPO_ROOT,
+    Stats,
+    docker_client,
+    ensure_image,
+    print_header,
+    print_row,
+    sandbox_image,
+    serve_checkout,
+)
 from bench.django_setup import bench_django
-from bench.terminal import daphne_server
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = (REPO_ROOT / "tests" / "preview" / "web_server.py").read_text()
 PORT = 8000
 TARGET_GET_MS = 5.0
@@ -191,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.1)
 
         log = Path(tempfile.mkdtemp(prefix="vibecode-bench-")) / "daphne-preview.log"
-        with daphne_server(log) as (_process, port):
+        with serve_checkout(os.environ, log) as (_process, port):
             host = f"{PORT}-{session.public_id}.localhost:{port}"
             floor_get, floor_echo, floor_mb_s = _floor(container, args.requests, args.download_mb)
             get = _preview_gets(port, host, args.requests)

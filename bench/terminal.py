@@ -26,20 +26,23 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import Stats, docker_client, ensure_image, print_header, print_row, sandbox_image
+from bench.common import (
+    Stats,
+    docker_client,
+    ensure_image,
+    print_header,
+    print_row,
+    sandbox_image,
+    serve_checkout,
+)
 from bench.django_setup import bench_django
 from bench.docker_floor import floor_for
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ACK_EVERY = 64 * 1024
 KEYS = "abcdefghijklmnopqrstuvwxyz"
 KEYS_PER_LINE = 40  # then Ctrl-U, so the line never wraps
@@ -61,44 +64,6 @@ def _verdict(ok: bool) -> str:
 
 
 # --- a daphne of our own ------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def daphne_server(log_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """daphne serving this checkout on the benchmark's environment (its SQLite database in
-    ``VIBECODE_VAR_DIR``, the ``bench`` instance label, the in-memory channel layer)."""
-    port = _free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
-             "vibecode_project.asgi:application"],
-            cwd=REPO_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"daphne exited with {process.returncode}; see {log_path}")
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"daphne did not answer within 60 s; see {log_path}") from None
-                    time.sleep(0.1)
-            yield process, port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def rss_kb(pid: int) -> int:
@@ -421,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return RawAttach(get_runtime(), ref, terminal_id, input_frame)
 
         log_path = Path(os.environ["VIBECODE_VAR_DIR"]) / "daphne.log"
-        with daphne_server(log_path) as (process, port):
+        with serve_checkout(os.environ, log_path) as (process, port):
             results = asyncio.run(
                 measure(
                     port=port,
