@@ -980,21 +980,25 @@ def _die_with_helper():
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _children():
-    """Pids whose parent is this helper (its own threads are not in /proc's top level)."""
-    me = str(os.getpid())
-    found = []
+def _proc_stats():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process visible;
+    fields[1] is the parent's pid and fields[3] the session's, as bytes. Processes that end
+    meanwhile are skipped."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat", "rb") as handle:
                 fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
+        except (OSError, IndexError):
             continue
-        if fields[1].decode() == me:
-            found.append(int(name))
-    return found
+        yield int(name), fields
+
+
+def _children():
+    """Pids whose parent is this helper (its own threads are not in /proc's top level)."""
+    me = str(os.getpid()).encode()
+    return [pid for pid, fields in _proc_stats() if len(fields) > 1 and fields[1] == me]
 
 
 def _environ(pid):
@@ -2470,18 +2474,8 @@ def pty_size(args):
 
 def _session_members(sid):
     """Pids of the processes in session ``sid`` (a terminal's shell and all it started)."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(sid).encode():
-            pids.append(int(name))
-    return pids
+    wanted = str(sid).encode()
+    return [pid for pid, fields in _proc_stats() if len(fields) > 3 and fields[3] == wanted]
 
 
 class _PtyTerminal:
