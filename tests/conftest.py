@@ -15,10 +15,13 @@ from pathlib import Path
 import django_ratelimit.core
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
+
+from tests.private_engine import PrivateEngine
 
 # Environment defaults (instance label, no maintenance thread...) live in tests/pytest_env.py.
 
@@ -287,3 +290,18 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.get_closest_marker("disruptive") is not None,
         )
     )
+
+
+@pytest.fixture(scope="session")
+def private_engine(tmp_path_factory) -> Iterator[PrivateEngine]:
+    """A second dockerd of the tests' own (scripts/private-dockerd.sh: its own socket, data-root,
+    exec-root, pid file and containerd) holding the sandbox image, for the tests that kill or
+    restart an engine and for engine ``b`` of the many-engines tests: never the machine's engine.
+    Loaded once per test session; destroyed, with all it ran, at the end."""
+    engine = PrivateEngine(tmp_path_factory.mktemp("private-engine"))
+    try:
+        engine.start()
+        engine.load(settings.VIBECODE_SANDBOX_IMAGE)
+        yield engine
+    finally:
+        engine.destroy()

@@ -14,7 +14,8 @@ from pathlib import Path
 import docker
 from django.conf import settings
 
-from tests.conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 SCRIPT = REPO_ROOT / "scripts" / "private-dockerd.sh"
 
